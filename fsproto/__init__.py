@@ -1,0 +1,8 @@
+"""fsproto: a user-space filesystem prototyping toolkit.
+
+Layers, each looking only down: :mod:`fsproto.hw` (peek/poke, mmap, PCI, drivers) ->
+:mod:`fsproto.rawdev` (block devices) -> :mod:`fsproto.formats` (on-disk formats behind
+:class:`fsproto.vfs.Filesystem`) -> :mod:`fsproto.fuse_mount` and :mod:`fsproto.cli`.
+"""
+
+__version__ = "0.1.0"

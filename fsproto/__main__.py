@@ -1,0 +1,5 @@
+import sys
+
+from fsproto.cli import cli
+
+sys.exit(cli())

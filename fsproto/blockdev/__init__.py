@@ -1,0 +1,1 @@
+"""Block-device backends and wrappers; :mod:`fsproto.rawdev` is the public face."""

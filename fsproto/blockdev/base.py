@@ -1,0 +1,146 @@
+"""The block-device interface every backend and wrapper implements.
+
+A block device is an array of ``num_blocks`` blocks of ``block_size`` bytes, addressed by
+0-based LBA. Nothing here assumes a file descriptor: MMIO windows and user-space NVMe
+drivers implement the same five methods. Subclasses implement ``_read``/``_write`` (and
+optionally ``_flush``/``_close``); this base does the bounds, size and read-only checks so
+every backend refuses bad requests the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+
+from fsproto.errors import DeviceError, OutOfRange, ReadOnlyError
+
+
+class BlockDevice(abc.ABC):
+    """Abstract block device. Raises only :mod:`fsproto.errors` types."""
+
+    def __init__(self, name: str, block_size: int, num_blocks: int, read_only: bool) -> None:
+        if block_size <= 0 or block_size & (block_size - 1):
+            raise DeviceError(f"block size {block_size} is not a power of two", device=name)
+        self._name = name
+        self._block_size = block_size
+        self._num_blocks = num_blocks
+        self._read_only = read_only
+        self._closed = False
+
+    # -- read-only properties --------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def block_size(self) -> int:
+        return self._block_size
+
+    @property
+    def num_blocks(self) -> int:
+        return self._num_blocks
+
+    @property
+    def size(self) -> int:
+        """Size in bytes."""
+        return self._block_size * self._num_blocks
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- the interface -----------------------------------------------------------------------
+    def read(self, lba: int, count: int = 1) -> bytes:
+        """Read *count* blocks starting at *lba*.
+
+        Raises OutOfRange past the end, MediaError on an I/O error, DeviceError when closed.
+        """
+        self._check_open()
+        self._check_range(lba, count)
+        if count == 0:
+            return b""
+        return self._read(lba, count)
+
+    def write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
+        """Write whole blocks starting at *lba*; ``len(data)`` must be a multiple of block_size.
+
+        Raises ReadOnlyError, OutOfRange, DeviceError for a partial block, MediaError.
+        """
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError("device is read-only", device=self._name, lba=lba)
+        if len(data) % self._block_size:
+            raise DeviceError(
+                f"write of {len(data)} bytes is not a multiple of the block size {self._block_size}",
+                device=self._name,
+                lba=lba,
+            )
+        count = len(data) // self._block_size
+        self._check_range(lba, count)
+        if count:
+            self._write(lba, data)
+
+    def flush(self) -> None:
+        """Make every completed write durable."""
+        self._check_open()
+        if not self._read_only:
+            self._flush()
+
+    def close(self) -> None:
+        """Flush and release the device; idempotent."""
+        if self._closed:
+            return
+        try:
+            if not self._read_only:
+                self._flush()
+        finally:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> "BlockDevice":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __str__(self) -> str:
+        mode = "ro" if self._read_only else "rw"
+        return (
+            f"{type(self).__name__}({self._name}, {self._num_blocks} x {self._block_size} B, {mode})"
+        )
+
+    __repr__ = __str__
+
+    # -- for subclasses ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _read(self, lba: int, count: int) -> bytes: ...
+
+    @abc.abstractmethod
+    def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None: ...
+
+    def _flush(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DeviceError("device is closed", device=self._name)
+
+    def _check_range(self, lba: int, count: int) -> None:
+        if lba < 0 or count < 0 or lba + count > self._num_blocks:
+            raise OutOfRange(
+                f"access of {count} block(s) past the end ({self._num_blocks} blocks)",
+                device=self._name,
+                lba=lba,
+            )

@@ -1,0 +1,26 @@
+"""Pieces shared by the CLI command modules: device arguments and progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from fsproto.formats.base import Progress as ProgressFn
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, *, enabled: bool = True) -> Iterator[ProgressFn]:
+    """A ``progress(done, total)`` callback drawing a rich bar on stderr (a no-op when disabled)."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

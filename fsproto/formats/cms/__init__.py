@@ -1,0 +1,1 @@
+"""IBM CMS EDF minidisk format (placeholder until the format lands)."""

@@ -1,0 +1,37 @@
+#!/bin/bash
+# Install everything fsproto needs on a Debian 12 machine (as root), idempotently:
+# system packages first (only the missing ones), then a venv with fsproto and its test extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(
+    # FUSE: pyfuse3 builds against libfuse3
+    fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv
+    # block-device tests: loop devices, partition tools, filesystems to mount, images
+    util-linux fdisk gdisk dosfstools e2fsprogs mtools xz-utils attr
+    # hardware core (qtest backend) and the VM lab
+    qemu-system-x86 busybox-static
+)
+
+missing=()
+for p in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.fsproto-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    touch "$stamp"
+fi
