@@ -1,9 +1,225 @@
-"""CLI commands: fs (placeholder until its layer lands)."""
+"""CLI: offline filesystem verbs, generic over formats (ls, cat, get, put, rm, mv, dump, fsck, mkfs)."""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from fsproto.cli import fs_actions as actions
+from fsproto.cli.common import progress_bar
+from fsproto.errors import EXIT_OK, UsageError
+
+# Options shared by every verb that opens a filesystem.
+_format_option = click.option(
+    "--format", "fmt_name", default="auto", show_default=True, help="On-disk format (auto = detect)."
+)
+_force_option = click.option("--force", is_flag=True, help="Open a block device even if it looks in use.")
+
+
+def _view_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--codepage", default=None, help="Text code page (CMS: cp1047 default, cp037, ...)."
+    )(f)
+    f = click.option(
+        "--text/--binary", "text", default=None, help="Text view (EBCDIC->UTF-8, records->lines) or raw records."
+    )(f)
+    return f
+
+
+def _view(text: bool | None, codepage: str | None) -> dict[str, Any]:
+    return {"text": text, "codepage": codepage}
+
+
+def _show_progress() -> bool:
+    return sys.stderr.isatty()
+
+
+@click.command("ls")
+@click.argument("device")
+@click.argument("path", default="/")
+@click.option("-l", "long", is_flag=True, help="Long listing: size, date and format attributes.")
+@_format_option
+@_view_options
+def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None, codepage: str | None) -> int:
+    """List the files of DEVICE (an image, a block device, or IMAGE@N for a partition)."""
+    with actions.open_fs(device, fmt_name=fmt_name, **_view(text, codepage)) as s:
+        entries = actions.list_entries(s.fs, actions.as_path(path))
+        if not long:
+            for st in entries:
+                click.echo(st.name + ("/" if st.is_dir else ""))
+            return EXIT_OK
+        extra_keys: list[str] = []
+        for st in entries:
+            for k in st.extra:
+                if k not in extra_keys:
+                    extra_keys.append(k)
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        table.add_column("name")
+        for k in extra_keys:
+            table.add_column(k, justify="right")
+        table.add_column("size", justify="right")
+        table.add_column("modified")
+        for st in entries:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.mtime_ns / 1e9))
+            row = [st.name + ("/" if st.is_dir else "")] + [st.extra.get(k, "") for k in extra_keys]
+            table.add_row(*row, str(st.size), when)
+        Console(soft_wrap=True).print(table)
+    return EXIT_OK
+
+
+@click.command("cat")
+@click.argument("device")
+@click.argument("paths", nargs=-1, required=True)
+@_format_option
+@_view_options
+def cat_cmd(device: str, paths: tuple[str, ...], fmt_name: str, text: bool | None, codepage: str | None) -> int:
+    """Write files of DEVICE to standard output."""
+    with actions.open_fs(device, fmt_name=fmt_name, **_view(text, codepage)) as s:
+        out = sys.stdout.buffer
+        for p in paths:
+            actions.cat_file(s.fs, actions.as_path(p), out)
+        out.flush()
+    return EXIT_OK
+
+
+@click.command("get")
+@click.argument("device")
+@click.argument("paths", nargs=-1)
+@click.option("-o", "--output", "dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Directory to extract into.")
+@_format_option
+@_view_options
+def get_cmd(device: str, paths: tuple[str, ...], dest: Path, fmt_name: str, text: bool | None,
+            codepage: str | None) -> int:
+    """Extract files (all of them when none is named) from DEVICE into a directory."""
+    with actions.open_fs(device, fmt_name=fmt_name, **_view(text, codepage)) as s:
+        with progress_bar("extracting", enabled=_show_progress()) as progress:
+            written = actions.get_files(s.fs, [actions.as_path(p) for p in paths], dest, progress=progress)
+    click.echo(f"extracted {len(written)} file(s) to {dest}", err=True)
+    return EXIT_OK
+
+
+def _parse_xattrs(pairs: tuple[str, ...], recfm: str | None, lrecl: int | None, mode: str | None) -> dict[str, bytes]:
+    xattrs: dict[str, bytes] = {}
+    # --recfm/--lrecl/--mode are shorthands for the attribute names cmsfs-fuse scripts use.
+    if recfm:
+        xattrs["user.record_format"] = recfm.upper().encode()
+    if lrecl is not None:
+        xattrs["user.record_lrecl"] = str(lrecl).encode()
+    if mode:
+        xattrs["user.file_mode"] = mode.upper().encode()
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"--xattr wants NAME=VALUE, got {pair!r}")
+        k, v = pair.split("=", 1)
+        xattrs[k] = v.encode()
+    return xattrs
+
+
+@click.command("put")
+@click.argument("device")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--as", "names", multiple=True, help="Name on the device (one source only).")
+@click.option("--recfm", type=click.Choice(["F", "V", "f", "v"]), help="CMS record format for new files.")
+@click.option("--lrecl", type=int, help="CMS record length for new files.")
+@click.option("--mode", help="CMS file mode for new files, e.g. A1.")
+@click.option("--xattr", "xattr_pairs", multiple=True, metavar="NAME=VALUE", help="Set an attribute before writing.")
+@click.option("--replace", is_flag=True, help="Overwrite files that exist.")
+@_format_option
+@_force_option
+@_view_options
+def put_cmd(device: str, sources: tuple[Path, ...], names: tuple[str, ...], recfm: str | None, lrecl: int | None,
+            mode: str | None, xattr_pairs: tuple[str, ...], replace: bool, fmt_name: str, force: bool,
+            text: bool | None, codepage: str | None) -> int:
+    """Copy host files into DEVICE."""
+    xattrs = _parse_xattrs(xattr_pairs, recfm, lrecl, mode)
+    with actions.open_fs(device, fmt_name=fmt_name, writable=True, force=force, **_view(text, codepage)) as s:
+        with progress_bar("copying in", enabled=_show_progress()) as progress:
+            written = actions.put_files(s.fs, list(sources), names=list(names) or None, xattrs=xattrs,
+                                        replace=replace, progress=progress)
+    for name in written:
+        click.echo(name)
+    return EXIT_OK
+
+
+@click.command("rm")
+@click.argument("device")
+@click.argument("paths", nargs=-1, required=True)
+@_format_option
+@_force_option
+def rm_cmd(device: str, paths: tuple[str, ...], fmt_name: str, force: bool) -> int:
+    """Delete files from DEVICE."""
+    with actions.open_fs(device, fmt_name=fmt_name, writable=True, force=force) as s:
+        actions.remove_files(s.fs, [actions.as_path(p) for p in paths])
+    return EXIT_OK
+
+
+@click.command("mv")
+@click.argument("device")
+@click.argument("old")
+@click.argument("new")
+@_format_option
+@_force_option
+def mv_cmd(device: str, old: str, new: str, fmt_name: str, force: bool) -> int:
+    """Rename a file on DEVICE (replacing NEW if it exists)."""
+    with actions.open_fs(device, fmt_name=fmt_name, writable=True, force=force) as s:
+        actions.rename_file(s.fs, actions.as_path(old), actions.as_path(new))
+    return EXIT_OK
+
+
+@click.command("dump")
+@click.argument("device")
+@click.argument("path", required=False)
+@_format_option
+def dump_cmd(device: str, path: str | None, fmt_name: str) -> int:
+    """Decode the metadata of DEVICE (label, directory; pointer blocks of PATH when given)."""
+    click.echo(actions.dump_metadata(device, fmt_name=fmt_name, path=actions.as_path(path) if path else None))
+    return EXIT_OK
+
+
+@click.command("fsck")
+@click.argument("device")
+@click.option("--repair", is_flag=True, help="Fix what is repairable (writes to DEVICE).")
+@_format_option
+@_force_option
+def fsck_cmd(device: str, repair: bool, fmt_name: str, force: bool) -> int:
+    """Check DEVICE; exit status is e2fsck's bitmask (0 clean, 1 fixed, 4 left uncorrected, 8 error, 16 usage)."""
+    with progress_bar("checking", enabled=_show_progress()) as progress:
+        report = actions.check_filesystem(device, fmt_name=fmt_name, repair=repair, force=force, progress=progress)
+    for problem in report.problems:
+        click.echo(str(problem))
+    errors = len(report.errors)
+    fixed = sum(1 for p in report.problems if p.fixed)
+    summary = ", ".join(f"{k} {v}" for k, v in report.summary.items())
+    verdict = "clean" if report.clean else "NOT clean"
+    click.echo(f"{device}: {verdict}: {errors} error(s), {fixed} fixed" + (f"; {summary}" if summary else ""))
+    return report.exit_status
+
+
+@click.command("mkfs")
+@click.argument("device")
+@click.option("--format", "fmt_name", required=True, help="Format to create (e.g. cms).")
+@click.option("--block-size", type=int, help="Filesystem block size (CMS: 512, 1024, 2048, 4096).")
+@click.option("--label", help="Volume label (CMS: up to 6 characters).")
+@click.option("--size", help="Create DEVICE as an image of this size first (e.g. 100M).")
+@_force_option
+def mkfs_cmd(device: str, fmt_name: str, block_size: int | None, label: str | None, size: str | None,
+             force: bool) -> int:
+    """Create a new, empty filesystem on DEVICE (an image is created when --size is given)."""
+    nbytes = actions.parse_size(size) if size else None
+    with progress_bar("formatting", enabled=_show_progress()) as progress:
+        actions.make_filesystem(device, fmt_name=fmt_name, size=nbytes, force=force, progress=progress,
+                                block_size=block_size, label=label)
+    click.echo(f"{device}: formatted as {fmt_name}", err=True)
+    return EXIT_OK
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to *group*."""
+    for cmd in (ls_cmd, cat_cmd, get_cmd, put_cmd, rm_cmd, mv_cmd, dump_cmd, fsck_cmd, mkfs_cmd):
+        group.add_command(cmd)

@@ -6,6 +6,7 @@ package is a peer of CMS.
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import entry_points
 
 from fsproto.errors import UnknownFormat, UsageError
@@ -13,6 +14,8 @@ from fsproto.formats.base import Format, FsckReport, Problem, Progress
 from fsproto.rawdev import BlockDevice
 
 __all__ = ["Format", "FsckReport", "Problem", "Progress", "available", "get", "detect"]
+
+log = logging.getLogger(__name__)
 
 _cache: dict[str, Format] | None = None
 
@@ -23,7 +26,14 @@ def available() -> dict[str, Format]:
     if _cache is None:
         found: dict[str, Format] = {}
         for ep in entry_points(group="fsproto.formats"):
-            fmt = ep.load()
+            try:
+                fmt = ep.load()
+            except Exception as e:  # a broken plugin must not take the CLI down with it
+                log.warning("format plugin %s (%s) failed to load: %s", ep.name, ep.value, e)
+                continue
+            if not isinstance(fmt, Format):
+                log.warning("format plugin %s (%s) is not a fsproto Format", ep.name, ep.value)
+                continue
             found[ep.name] = fmt
         _cache = found
     return _cache

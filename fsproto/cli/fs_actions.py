@@ -1,0 +1,253 @@
+"""Actions behind the offline filesystem verbs (ls, cat, get, put, rm, mv, dump, fsck, mkfs).
+
+Generic over formats: everything goes through :mod:`fsproto.formats` and
+:class:`fsproto.vfs.Filesystem`; nothing here knows an on-disk layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from fsproto import formats
+from fsproto.errors import FsprotoError, GeometryError, NotFound, UsageError
+from fsproto.formats.base import FsckReport, Progress
+from fsproto.rawdev import BlockDevice, ImageFile, open_device
+from fsproto.vfs import FileStat, Filesystem
+
+COPY_CHUNK = 1 << 20  # 1 MiB: large enough to amortise per-call costs, small enough for bounded memory
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``100M`` -> 104857600; accepts K/M/G/T (binary) with an optional ``i``/``B``."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise UsageError(f"bad size {text!r} (expected e.g. 4096, 64K, 100M, 2G)")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+
+
+@dataclass
+class Session:
+    """An opened device + format + filesystem, closed together."""
+
+    dev: BlockDevice
+    fmt: formats.Format
+    fs: Filesystem
+
+
+@contextlib.contextmanager
+def open_fs(
+    device: str, *, fmt_name: str = "auto", writable: bool = False, force: bool = False, **options: Any
+) -> Iterator[Session]:
+    """Open *device*, detect or pick its format, and open the filesystem on it."""
+    dev = open_device(device, writable=writable, force=force)
+    try:
+        fmt = formats.detect(dev, fmt_name)
+        fs = _open_with_options(fmt, dev, options)
+        try:
+            yield Session(dev, fmt, fs)
+        finally:
+            fs.close()
+    finally:
+        dev.close()
+
+
+def _open_with_options(fmt: formats.Format, dev: BlockDevice, options: dict[str, Any]) -> Filesystem:
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return fmt.open(dev, **given)
+    except TypeError as e:
+        # A format that does not take an option (e.g. --text on a format without text views).
+        raise UsageError(f"format {fmt.name} does not accept these options ({', '.join(given)}): {e}") from None
+
+
+def list_entries(fs: Filesystem, path: str = "/") -> list[FileStat]:
+    return fs.listdir(path)
+
+
+def cat_file(fs: Filesystem, path: str, out: Any) -> int:
+    """Write the file's bytes to the binary stream *out*; returns bytes written."""
+    st = fs.stat(path)
+    offset = 0
+    while offset < st.size:
+        chunk = fs.read(path, offset, min(COPY_CHUNK, st.size - offset))
+        if not chunk:
+            break
+        out.write(chunk)
+        offset += len(chunk)
+    return offset
+
+
+def get_files(
+    fs: Filesystem, paths: list[str], dest: Path, *, progress: Progress | None = None
+) -> list[Path]:
+    """Extract *paths* (every file when empty) into directory *dest*."""
+    if not paths:
+        paths = [_join("/", st.name) for st in fs.listdir("/") if not st.is_dir]
+    stats = [fs.stat(p) for p in paths]
+    total = sum(st.size for st in stats)
+    done = 0
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, st in zip(paths, stats):
+        if st.is_dir:
+            raise UsageError(f"{path} is a directory; extraction of directories is not supported yet")
+        target = dest / st.name
+        tmp = target.with_name(target.name + ".part")
+        with open(tmp, "wb") as out:
+            offset = 0
+            while offset < st.size:
+                chunk = fs.read(path, offset, min(COPY_CHUNK, st.size - offset))
+                if not chunk:
+                    break
+                out.write(chunk)
+                offset += len(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+        os.replace(tmp, target)  # never leave a half-extracted file under the real name
+        if st.mtime_ns:
+            os.utime(target, ns=(st.mtime_ns, st.mtime_ns))
+        written.append(target)
+    return written
+
+
+def put_files(
+    fs: Filesystem,
+    sources: list[Path],
+    *,
+    names: list[str] | None = None,
+    xattrs: dict[str, bytes] | None = None,
+    replace: bool = False,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Copy host files into the filesystem root; returns the paths written."""
+    names = names or [src.name for src in sources]
+    if len(names) != len(sources):
+        raise UsageError("--as needs exactly one source file")
+    for src in sources:
+        if not src.is_file():
+            raise UsageError(f"{src}: not a regular file")
+    total = sum(src.stat().st_size for src in sources)
+    done = 0
+    out = []
+    for src, name in zip(sources, names):
+        path = _join("/", name)
+        if fs.exists(path):
+            if not replace:
+                from fsproto.errors import AlreadyExists
+
+                raise AlreadyExists(f"{path} exists (pass --replace to overwrite it)")
+            fs.unlink(path)
+        fs.create(path)
+        for key, value in (xattrs or {}).items():
+            fs.setxattr(path, key, value)
+        offset = 0
+        with open(src, "rb") as f:
+            while chunk := f.read(COPY_CHUNK):
+                fs.write(path, offset, chunk)
+                offset += len(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+        mtime = src.stat().st_mtime_ns
+        fs.set_mtime(path, mtime)
+        out.append(fs.stat(path).name)
+    fs.flush()
+    return out
+
+
+def remove_files(fs: Filesystem, paths: list[str]) -> None:
+    for path in paths:
+        fs.unlink(path)
+    fs.flush()
+
+
+def rename_file(fs: Filesystem, old: str, new: str) -> None:
+    fs.rename(old, new)
+    fs.flush()
+
+
+def make_filesystem(
+    device: str,
+    *,
+    fmt_name: str,
+    size: int | None,
+    force: bool,
+    progress: Progress | None = None,
+    **options: Any,
+) -> None:
+    """Create (when *size* is given and the image does not exist) and format *device*."""
+    if fmt_name == "auto":
+        raise UsageError("mkfs needs --format")
+    fmt = formats.get(fmt_name)
+    if size is not None and not os.path.exists(device):
+        if size % 512:
+            raise GeometryError(f"size {size} is not a multiple of 512", device=device)
+        ImageFile.create(device, size).close()
+    elif size is not None and os.path.isfile(device) and os.path.getsize(device) != size:
+        raise UsageError(f"{device} exists with a different size; remove it or omit --size")
+    dev = open_device(device, writable=True, force=force)
+    try:
+        given = {k: v for k, v in options.items() if v is not None}
+        fmt.mkfs(dev, progress=progress, **given)
+        dev.flush()
+    finally:
+        dev.close()
+
+
+def check_filesystem(
+    device: str, *, fmt_name: str, repair: bool, force: bool, progress: Progress | None = None
+) -> FsckReport:
+    dev = open_device(device, writable=repair, force=force)
+    try:
+        fmt = formats.detect(dev, fmt_name)
+        return fmt.fsck(dev, repair=repair, progress=progress)
+    finally:
+        dev.close()
+
+
+def dump_metadata(device: str, *, fmt_name: str, path: str | None) -> str:
+    dev = open_device(device)
+    try:
+        fmt = formats.detect(dev, fmt_name)
+        return fmt.dump(dev, path)
+    finally:
+        dev.close()
+
+
+def _join(directory: str, name: str) -> str:
+    if name.startswith("/"):
+        return name
+    return directory.rstrip("/") + "/" + name
+
+
+def as_path(name: str) -> str:
+    """A user-typed file name (``PROFILE.EXEC`` or ``/PROFILE.EXEC``) as an absolute path."""
+    if not name:
+        raise NotFound("empty file name")
+    return _join("/", name)
+
+
+__all__ = [
+    "FsprotoError",
+    "Session",
+    "as_path",
+    "cat_file",
+    "check_filesystem",
+    "dump_metadata",
+    "get_files",
+    "list_entries",
+    "make_filesystem",
+    "open_fs",
+    "parse_size",
+    "put_files",
+    "remove_files",
+    "rename_file",
+]
