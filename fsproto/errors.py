@@ -227,6 +227,28 @@ class ControllerError(HardwareError):
     """A storage controller returned an error status or timed out."""
 
 
+class HardwareNotFound(HardwareError, FileNotFoundError):
+    """No such device, BAR, resource file or register path (e.g. no /dev/mem on this kernel)."""
+
+    errno = _errno.ENOENT
+
+
+class RegionOutOfRange(HardwareError):
+    """An access (or a window) that does not fit inside a mapped region."""
+
+    errno = _errno.EINVAL
+
+
+class UnbackedMemory(HardwareError):
+    """Memory with no usable physical page: not present, swapped, or the shared zero page."""
+
+    errno = _errno.EFAULT
+
+
+class QtestError(HardwareError):
+    """QEMU's qtest device model failed: did not start, died, timed out or rejected a command."""
+
+
 def errno_for(exc: BaseException) -> int:
     """The errno a syscall should fail with for *exc* (used by the FUSE adapter)."""
     if isinstance(exc, FsprotoError):
