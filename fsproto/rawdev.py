@@ -8,7 +8,19 @@ Formats and drivers import from here only::
 from __future__ import annotations
 
 from fsproto.blockdev.base import BlockDevice
+from fsproto.blockdev.fault import FaultInjectingDevice
 from fsproto.blockdev.image import ImageFile
+from fsproto.blockdev.memory import MemoryDevice
 from fsproto.blockdev.open import open_device
+from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice, WrappedDevice
 
-__all__ = ["BlockDevice", "ImageFile", "open_device"]
+__all__ = [
+    "BlockDevice",
+    "BlockSizeAdapter",
+    "FaultInjectingDevice",
+    "ImageFile",
+    "MemoryDevice",
+    "SubDevice",
+    "WrappedDevice",
+    "open_device",
+]
