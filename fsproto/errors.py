@@ -249,6 +249,35 @@ class QtestError(HardwareError):
     """QEMU's qtest device model failed: did not start, died, timed out or rejected a command."""
 
 
+# --- test harnesses ------------------------------------------------------------------------
+
+
+class HarnessError(FsprotoError):
+    """A test harness (the cmsfs-fuse reference in s390x emulation) could not do its job.
+
+    ``console_tail`` holds the last lines of the guest console when a guest was involved;
+    the message itself stays one line.
+    """
+
+    def __init__(self, message: str, *, console_tail: str = "", **where: object) -> None:
+        super().__init__(message, **where)  # type: ignore[arg-type]
+        self.console_tail = console_tail
+
+
+class HarnessSetupError(HarnessError):
+    """Preparing the harness failed: a package is missing, a download or unpack failed."""
+
+
+class GuestError(HarnessError):
+    """The emulated guest did not boot, died, or did not finish within its time limit."""
+
+    errno = _errno.ETIMEDOUT
+
+
+class ReferenceRefused(HarnessError):
+    """The reference driver refused to mount a disk (or died while mounting it)."""
+
+
 def errno_for(exc: BaseException) -> int:
     """The errno a syscall should fail with for *exc* (used by the FUSE adapter)."""
     if isinstance(exc, FsprotoError):
