@@ -278,6 +278,15 @@ class ReferenceRefused(HarnessError):
     """The reference driver refused to mount a disk (or died while mounting it)."""
 
 
+# --- FUSE mounts ---------------------------------------------------------------------------
+
+
+class MountError(FsprotoError):
+    """A FUSE mount could not be set up or taken down (mount point, /dev/fuse, daemon)."""
+
+    errno = _errno.EIO
+
+
 def errno_for(exc: BaseException) -> int:
     """The errno a syscall should fail with for *exc* (used by the FUSE adapter)."""
     if isinstance(exc, FsprotoError):
