@@ -1,0 +1,111 @@
+"""Mount options: the user's ``-o`` list and the adapter's tuning knobs, in one dataclass.
+
+``uid=``, ``gid=`` and ``umask=`` are applied by the adapter (libfuse 3's low-level API has
+no such options); ``allow_other``, ``default_permissions``, ``fsname=``, ``subtype=``,
+``max_read=`` and ``ro`` go to the kernel through libfuse.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from fsproto.errors import UsageError
+
+# Why these defaults (measured with tools/bench_fuse.py; see shared/specs/fuse.md for the scale):
+# the mount is the only writer of the device, so nothing can change a file behind the kernel's
+# back and attributes and names can be cached. With timeouts of 0 the kernel sends a GETATTR
+# before nearly every syscall and small I/O runs ~10x slower. We still keep them finite (not
+# hours) because a case-insensitive format (CMS) answers several spellings of one name, and
+# the kernel only invalidates the spelling that was used for an unlink or rename; a stale alias
+# lives at most ENTRY_TIMEOUT seconds.
+ATTR_TIMEOUT = 10.0
+ENTRY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    """Everything that shapes one mount. Build from a CLI ``-o`` list with :func:`parse_options`."""
+
+    read_only: bool = False
+    allow_other: bool = False
+    default_permissions: bool = False
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    umask: int = 0o022
+    fsname: str | None = None  # default: the device path
+    subtype: str | None = None  # default: the format name
+    attr_timeout: float = ATTR_TIMEOUT
+    entry_timeout: float = ENTRY_TIMEOUT
+    keep_cache: bool = True  # only writer: pages cached by the kernel stay valid across opens
+    direct_io: bool = False  # forced on for views that do not read back what was written (text)
+    writeback_cache: bool = False  # off: see the note in fsproto.fuse_mount
+    max_read: int | None = None
+    read_ahead_kb: int | None = None  # set on the mount's bdi after mounting (root only)
+
+    def with_(self, **changes: object) -> "MountOptions":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def libfuse_options(self) -> set[str]:
+        """The option strings handed to ``pyfuse3.init``."""
+        opts = {f"fsname={self.fsname or 'fsproto'}"}
+        if self.subtype:
+            opts.add(f"subtype={self.subtype}")
+        if self.allow_other:
+            opts.add("allow_other")
+        if self.default_permissions:
+            opts.add("default_permissions")
+        if self.read_only:
+            opts.add("ro")
+        if self.max_read:
+            opts.add(f"max_read={self.max_read}")
+        return opts
+
+
+_FLAGS = {
+    "allow_other": "allow_other",
+    "default_permissions": "default_permissions",
+    "ro": "read_only",
+    "keep_cache": "keep_cache",
+    "direct_io": "direct_io",
+    "writeback_cache": "writeback_cache",
+}
+_NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache"}
+_STRINGS = {"fsname", "subtype"}
+_INTS = {"uid": 10, "gid": 10, "umask": 8, "max_read": 10, "read_ahead_kb": 10}
+_FLOATS = {"attr_timeout", "entry_timeout"}
+KNOWN = sorted([*_FLAGS, *_NEGATED, *_STRINGS, *_INTS, *_FLOATS])
+
+
+def parse_options(items: list[str] | tuple[str, ...], base: MountOptions | None = None) -> MountOptions:
+    """Apply ``-o`` lists (each ``a,b=c,...``) on top of *base*.
+
+    Raises UsageError for an unknown option or a bad value.
+    """
+    opts = base or MountOptions()
+    changes: dict[str, object] = {}
+    for item in items:
+        for word in filter(None, (w.strip() for w in item.split(","))):
+            key, eq, value = word.partition("=")
+            try:
+                if key in _FLAGS and not eq:
+                    changes[_FLAGS[key]] = True
+                elif key in _NEGATED and not eq:
+                    changes[_NEGATED[key]] = False
+                elif key in _STRINGS and eq and value and "," not in value:
+                    changes[key] = value
+                elif key in _INTS and eq:
+                    number = int(value, _INTS[key])
+                    if number < 0 or (key == "umask" and number > 0o777):
+                        raise ValueError(value)
+                    changes[key] = number
+                elif key in _FLOATS and eq:
+                    seconds = float(value)
+                    if not 0 <= seconds <= 86400:
+                        raise ValueError(value)
+                    changes[key] = seconds
+                else:
+                    raise UsageError(f"unknown mount option {word!r}; known: {', '.join(KNOWN)}")
+            except ValueError:
+                raise UsageError(f"bad value in mount option {word!r}") from None
+    return replace(opts, **changes)  # type: ignore[arg-type]

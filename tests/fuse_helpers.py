@@ -1,0 +1,182 @@
+"""Helpers and fixtures for tests that mount (following pyfuse3's ``test/util.py``).
+
+The filesystem always runs in a child process; the test waits for ``os.path.ismount``. Every
+mount is taken down in a fixture finalizer even when the test fails: ``fusermount3 -u``, then
+``-uz``, then the child is killed. A clean run also checks the child's exit status and that its
+log holds no warning or error the test did not expect (pyfuse3 ``test/pytest_checklogs.py``).
+
+Run as a script this module is the child:
+
+* ``python fuse_helpers.py memfs MOUNTPOINT LOG [-o OPTS] [--capacity N]`` serves a fresh MemFS
+  through :func:`fsproto.fuse_mount.mount` in the foreground;
+* ``python fuse_helpers.py cli ARGS...`` runs the real ``fsproto`` CLI with the test-only
+  ``memimg`` format registered (see :mod:`memfs`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PROJECT_ROOT = HERE.parent
+MOUNT_WAIT = 30.0
+
+
+def is_mounted(mountpoint: str | os.PathLike[str]) -> bool:
+    """True when *mountpoint* is in the mount table (works for dead mounts, unlike ismount)."""
+    mp = os.path.abspath(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == mp for line in f)
+
+
+def force_unmount(mountpoint: str | os.PathLike[str]) -> None:
+    """fusermount3 -u, then -uz if busy; never raises."""
+    for flags in (["-u"], ["-uz"]):
+        if not is_mounted(mountpoint):
+            return
+        subprocess.run(["fusermount3", *flags, str(mountpoint)], capture_output=True, timeout=30)
+
+
+def wait_for_mount(mountpoint: Path, proc: subprocess.Popen[bytes] | None, timeout: float = MOUNT_WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise AssertionError(f"mount process exited with {proc.returncode} before mounting:\n{out}")
+        if os.path.ismount(mountpoint):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{mountpoint} not mounted after {timeout} s")
+
+
+def bad_log_lines(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    return [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if any(f" {level} " in line for level in ("WARNING", "ERROR", "CRITICAL"))
+    ]
+
+
+class MountedFs:
+    """One running mount: the child process, its mount point and its log."""
+
+    def __init__(self, mountpoint: Path, log: Path, proc: subprocess.Popen[bytes] | None) -> None:
+        self.mountpoint = mountpoint
+        self.log = log
+        self.proc = proc
+        self.expect_log_errors = False
+
+    def path(self, name: str) -> Path:
+        return self.mountpoint / name
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def unmount(self) -> None:
+        """Clean unmount; asserts the child exits 0 and the mount is gone."""
+        r = subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        if self.proc is not None:
+            assert self.proc.wait(timeout=30) == 0, self.log_text()
+        assert not is_mounted(self.mountpoint)
+
+    def cleanup(self) -> None:
+        """Finalizer: never leaves a mount or a process behind."""
+        force_unmount(self.mountpoint)
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+
+
+def start_memfs(tmp_path: Path, *opts: str, capacity: int | None = None, name: str = "mnt") -> MountedFs:
+    mp = tmp_path / name
+    mp.mkdir()
+    log = tmp_path / f"{name}.log"
+    cmd = [sys.executable, str(HERE / "fuse_helpers.py"), "memfs", str(mp), str(log), *opts]
+    if capacity is not None:
+        cmd += ["--capacity", str(capacity)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
+    m = MountedFs(mp, log, proc)
+    try:
+        wait_for_mount(mp, proc)
+    except BaseException:
+        m.cleanup()
+        raise
+    return m
+
+
+def fsproto_cli(*args: str, memimg: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the ``fsproto`` CLI in a child process (optionally with the memimg test format)."""
+    if memimg:
+        cmd = [sys.executable, str(HERE / "fuse_helpers.py"), "cli", *args]
+    else:
+        cmd = [sys.executable, "-m", "fsproto", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
+
+
+@pytest.fixture
+def memfs_mount(tmp_path: Path) -> Iterator[MountedFs]:
+    """A fresh MemFS mounted at ``tmp_path/mnt``; unmounted and checked afterwards."""
+    m = start_memfs(tmp_path)
+    try:
+        yield m
+    finally:
+        m.cleanup()
+    if not m.expect_log_errors:
+        assert not bad_log_lines(m.log), "\n".join(bad_log_lines(m.log))
+
+
+def _serve_memfs(argv: list[str]) -> int:
+    import argparse
+
+    sys.path.insert(0, str(HERE))
+    from memfs import MemFS
+
+    from fsproto.fuse_mount import mount
+    from fsproto.mount.daemon import setup_logging
+    from fsproto.mount.options import MountOptions, parse_options
+
+    p = argparse.ArgumentParser()
+    p.add_argument("mountpoint")
+    p.add_argument("log")
+    p.add_argument("-o", action="append", default=[])
+    p.add_argument("--capacity", type=int, default=512 << 20)
+    p.add_argument("--debug", action="store_true")
+    a = p.parse_args(argv)
+    setup_logging(a.log, debug=a.debug)
+    options = parse_options(a.o, MountOptions(fsname="memfs", subtype="memfs"))
+    mount(MemFS(capacity=a.capacity), a.mountpoint, options)
+    return 0
+
+
+def _run_cli(argv: list[str]) -> int:
+    sys.path.insert(0, str(HERE))
+    from memfs import MEMIMG
+
+    from fsproto import formats
+    from fsproto.cli import cli
+
+    formats.available()["memimg"] = MEMIMG
+    return cli(argv)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "memfs":
+        sys.exit(_serve_memfs(sys.argv[2:]))
+    if sys.argv[1] == "cli":
+        sys.exit(_run_cli(sys.argv[2:]))
+    sys.exit(f"unknown mode {sys.argv[1]!r}")
