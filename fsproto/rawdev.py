@@ -11,7 +11,9 @@ from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.fault import FaultInjectingDevice
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.memory import MemoryDevice
-from fsproto.blockdev.open import open_device
+from fsproto.blockdev.open import open_device, parse_spec
+from fsproto.blockdev.partition import Partition, PartitionTable, open_partition, read_partition_table
+from fsproto.blockdev.raw import RawDevice
 from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice, WrappedDevice
 
 __all__ = [
@@ -20,7 +22,13 @@ __all__ = [
     "FaultInjectingDevice",
     "ImageFile",
     "MemoryDevice",
+    "Partition",
+    "PartitionTable",
+    "RawDevice",
     "SubDevice",
     "WrappedDevice",
     "open_device",
+    "open_partition",
+    "parse_spec",
+    "read_partition_table",
 ]

@@ -1,21 +1,84 @@
-"""open_device: turn a device argument (``disk.img``, ``/dev/loop0``, ``disk.img@2``) into a BlockDevice."""
+"""open_device: turn a device argument (``disk.img``, ``/dev/loop0``, ``disk.img@2``) into a BlockDevice.
+
+Spec syntax: a path that exists is taken as it is (so a file named ``a@1`` still opens);
+otherwise a trailing ``@N`` selects partition N of the path before it. Regular files become
+:class:`ImageFile`, block-device nodes :class:`RawDevice`. With a partition, the disk is opened
+at its native sector size (512 for an image; the logical sector size for a node) to read the
+table, then the partition window is adapted to *block_size*.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.image import ImageFile
-from fsproto.errors import DeviceNotFound
+from fsproto.blockdev.partition import open_partition
+from fsproto.blockdev.raw import RawDevice
+from fsproto.blockdev.wrap import BlockSizeAdapter
+from fsproto.errors import DeviceError, DeviceNotFound, NotADevice, UsageError
+
+_PART_SUFFIX = re.compile(r"(.+)@(\d+)")
 
 
-def open_device(spec: str, *, writable: bool = False, force: bool = False, block_size: int = 512) -> BlockDevice:
-    """Open *spec* as a block device. Read-only unless *writable*."""
-    # TODO(rawdev): RawDevice, @N partitions, nvme: specs.
+def parse_spec(spec: str, partition: int | None = None) -> tuple[str, int | None]:
+    """Split *spec* into (path, partition number or None). Raises UsageError on a conflict."""
+    path, number = spec, None
+    if not os.path.lexists(spec):
+        m = _PART_SUFFIX.fullmatch(spec)
+        if m and os.path.lexists(m.group(1)):
+            path, number = m.group(1), int(m.group(2))
+    if partition is not None:
+        if number is not None and number != partition:
+            raise UsageError(f"partition {number} in the name but --partition {partition}", device=spec)
+        number = partition
+    if number is not None and number < 1:
+        raise UsageError(f"partition numbers start at 1, not {number}", device=spec)
+    return path, number
+
+
+def open_device(
+    spec: str,
+    *,
+    writable: bool = False,
+    force: bool = False,
+    block_size: int = 512,
+    partition: int | None = None,
+) -> BlockDevice:
+    """Open *spec* as a block device of *block_size*-byte blocks. Read-only unless *writable*.
+
+    *force* opens a block device that is mounted, has holders or is held O_EXCL elsewhere.
+    Raises DeviceNotFound, NotADevice (a directory, a socket...), GeometryError (size not a
+    multiple of the block size), DeviceBusy, PartitionTableError, UsageError (bad partition
+    number), DeviceError.
+    """
+    path, number = parse_spec(spec, partition)
     try:
-        st = os.stat(spec)
+        st = os.stat(path)
     except FileNotFoundError:
-        raise DeviceNotFound("no such file or device", device=spec) from None
-    del st, stat, force
-    return ImageFile(spec, block_size=block_size, writable=writable)
+        raise DeviceNotFound("no such file or device", device=path) from None
+    except OSError as e:
+        raise DeviceError(f"cannot stat: {e.strerror}", device=path) from e
+    disk: BlockDevice
+    if stat.S_ISBLK(st.st_mode):
+        disk = RawDevice(path, writable=writable, force=force)
+    elif stat.S_ISREG(st.st_mode):
+        # With a partition the table's sectors are 512 bytes; the window is adapted below.
+        disk = ImageFile(path, block_size=512 if number is not None else block_size, writable=writable)
+    else:
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "neither a regular file nor a block device"
+        raise NotADevice(f"is {kind}", device=path)
+    dev = disk
+    try:
+        if number is not None:
+            dev = open_partition(disk, number)
+        if dev.block_size != block_size:
+            dev = BlockSizeAdapter(dev, block_size, name=dev.name)
+    except BaseException:
+        dev.close()
+        if dev is not disk:
+            disk.close()
+        raise
+    return dev
