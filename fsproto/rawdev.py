@@ -12,8 +12,10 @@ from fsproto.blockdev.fault import FaultInjectingDevice
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.memory import MemoryDevice
 from fsproto.blockdev.open import open_device, parse_spec
+from fsproto.blockdev.overlay import Overlay
 from fsproto.blockdev.partition import Partition, PartitionTable, open_partition, read_partition_table
 from fsproto.blockdev.raw import RawDevice
+from fsproto.blockdev.trace import TraceRecord, TracingDevice, read_trace, summarise
 from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice, WrappedDevice
 
 __all__ = [
@@ -22,13 +24,18 @@ __all__ = [
     "FaultInjectingDevice",
     "ImageFile",
     "MemoryDevice",
+    "Overlay",
     "Partition",
     "PartitionTable",
     "RawDevice",
     "SubDevice",
+    "TraceRecord",
+    "TracingDevice",
     "WrappedDevice",
     "open_device",
     "open_partition",
     "parse_spec",
     "read_partition_table",
+    "read_trace",
+    "summarise",
 ]

@@ -5,6 +5,9 @@ otherwise a trailing ``@N`` selects partition N of the path before it. Regular f
 :class:`ImageFile`, block-device nodes :class:`RawDevice`. With a partition, the disk is opened
 at its native sector size (512 for an image; the logical sector size for a node) to read the
 table, then the partition window is adapted to *block_size*.
+
+Stacking order: disk -> partition window -> block-size adapter -> overlay -> trace, so a
+trace records what the caller did and an overlay never lets a write reach the disk.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import stat
 
 from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.image import ImageFile
+from fsproto.blockdev.overlay import Overlay
 from fsproto.blockdev.partition import open_partition
 from fsproto.blockdev.raw import RawDevice
-from fsproto.blockdev.wrap import BlockSizeAdapter
+from fsproto.blockdev.trace import TracingDevice
+from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice
 from fsproto.errors import DeviceError, DeviceNotFound, NotADevice, UsageError
 
 _PART_SUFFIX = re.compile(r"(.+)@(\d+)")
@@ -46,15 +51,21 @@ def open_device(
     force: bool = False,
     block_size: int = 512,
     partition: int | None = None,
+    overlay: str | os.PathLike[str] | None = None,
+    trace: str | os.PathLike[str] | None = None,
 ) -> BlockDevice:
     """Open *spec* as a block device of *block_size*-byte blocks. Read-only unless *writable*.
 
-    *force* opens a block device that is mounted, has holders or is held O_EXCL elsewhere.
+    *overlay* keeps every write in that copy-on-write sidecar (the disk is then opened
+    read-only whatever *writable* says; the overlay takes writes iff *writable*). *trace*
+    records every I/O to that file. *force* opens a block device that is mounted, has
+    holders or is held O_EXCL elsewhere.
     Raises DeviceNotFound, NotADevice (a directory, a socket...), GeometryError (size not a
     multiple of the block size), DeviceBusy, PartitionTableError, UsageError (bad partition
     number), DeviceError.
     """
     path, number = parse_spec(spec, partition)
+    disk_writable = writable and overlay is None
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -63,10 +74,10 @@ def open_device(
         raise DeviceError(f"cannot stat: {e.strerror}", device=path) from e
     disk: BlockDevice
     if stat.S_ISBLK(st.st_mode):
-        disk = RawDevice(path, writable=writable, force=force)
+        disk = RawDevice(path, writable=disk_writable, force=force)
     elif stat.S_ISREG(st.st_mode):
         # With a partition the table's sectors are 512 bytes; the window is adapted below.
-        disk = ImageFile(path, block_size=512 if number is not None else block_size, writable=writable)
+        disk = ImageFile(path, block_size=512 if number is not None else block_size, writable=disk_writable)
     else:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "neither a regular file nor a block device"
         raise NotADevice(f"is {kind}", device=path)
@@ -76,6 +87,12 @@ def open_device(
             dev = open_partition(disk, number)
         if dev.block_size != block_size:
             dev = BlockSizeAdapter(dev, block_size, name=dev.name)
+        if overlay is not None:
+            dev = Overlay(dev, overlay)
+            if not writable:
+                dev = SubDevice(dev, 0, dev.num_blocks, name=dev.name, read_only=True)
+        if trace is not None:
+            dev = TracingDevice(dev, trace)
     except BaseException:
         dev.close()
         if dev is not disk:
