@@ -1,0 +1,292 @@
+"""Writing file data copy-on-write: patches to a file's record stream, committed by one FST write.
+
+Reference: shared/specs/cms-edf.md "Records", "Pointer blocks". Crash rule (also alloc.py): new
+data and pointer blocks go only to free blocks; their bits are set and the map written before
+the directory block holding the FST is written (the commit point); replaced blocks are freed
+after it; ADTUSED is written last. A cut therefore leaves the old or the new file plus, at
+worst, leaked blocks and a stale ADTUSED, which fsck reports as notices.
+
+Binary view semantics (beyond the reference, which only appends): V overwrites keep record
+boundaries; bytes past EOF become new records (one per call, split at 65535, a gap becomes zero
+bytes); truncate cuts records anywhere; truncate up appends zero records. F files grow in whole
+records (a partial last record is zero-padded).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from typing import TYPE_CHECKING
+
+from fsproto.errors import FileTooBig, InvalidOperation, NoSpace
+from fsproto.formats.cms.layout import MAX_V_RECORD
+from fsproto.formats.cms.pointers import Tree, level_counts, levels_for, update_tree, v_leaf_meta
+from fsproto.formats.cms.records import FileMap, read_stream
+
+if TYPE_CHECKING:
+    from fsproto.formats.cms.fs import CmsFilesystem
+
+MAX_RECORDS = 0xFFFFFFFF
+
+
+class Txn:
+    """Allocations and frees of one operation, applied in crash-safe order."""
+
+    def __init__(self, fs: "CmsFilesystem") -> None:
+        self.fs = fs
+        self.allocated: list[int] = []
+        self.freed: list[int] = []
+
+    def alloc(self) -> int:
+        b = self.fs.amap.allocate()
+        self.allocated.append(b)
+        return b
+
+    def write(self, block: int, data: bytes | bytearray | memoryview) -> None:
+        self.fs.vol.write_blocks(block, data)
+
+    def rollback(self) -> None:
+        for b in self.allocated:
+            self.fs.amap.clear(b)
+        self.allocated.clear()
+
+    def prepare(self) -> None:
+        """Make the new blocks' bits durable before the commit write."""
+        self.fs.amap.write_dirty()
+
+    def finish(self) -> None:
+        """After the commit: free replaced blocks, then ADTUSED."""
+        for b in self.freed:
+            self.fs.amap.clear(b)
+        self.fs.amap.write_dirty()
+        self.fs.write_used()
+
+
+def pointer_overhead(nblocks: int, ppb: int) -> int:
+    return sum(level_counts(nblocks, levels_for(nblocks, ppb), ppb)[1:])
+
+
+def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, patches: list[tuple[int, bytes]],
+                  new_len: int, *, nrec: int, lrecl: int, v_index: tuple[array, array, array] | None = None,
+                  struct_from: int | None = None) -> None:
+    """Apply *patches* (stream offset, bytes) and resize the stream to *new_len*, copy-on-write.
+
+    Raises NoSpace (nothing changed), FileTooBig, MediaError.
+    """
+    vol = fs.vol
+    bs = vol.block_size
+    old = fm.tree
+    old_n, new_n = len(old.leaves), -(-new_len // bs)
+    if nrec > MAX_RECORDS:
+        raise FileTooBig(f"{nrec} records is more than an FST can count")
+    patches = [(o, d) for o, d in patches if len(d)]
+    if new_len < fm.stream_len and new_len % bs and new_len // bs < old_n:
+        patches.append((new_len, bytes(bs - new_len % bs)))  # the tail of the last block stays zero
+    changed: set[int] = set(range(old_n, new_n))
+    full_cover: set[int] = set()
+    for o, d in patches:
+        first, last = o // bs, min((o + len(d) - 1) // bs, new_n - 1)
+        changed.update(range(first, last + 1))
+        full_cover.update(range(-(-o // bs), (o + len(d)) // bs))
+    need = len(changed) + pointer_overhead(new_n, old.ppb)
+    if need > fs.amap.free:
+        raise NoSpace(f"needs {need} free blocks, {fs.amap.free} left", device=vol.name)
+    txn = Txn(fs)
+    try:
+        leaves = array("I", old.leaves[:new_n])
+        if new_n > len(leaves):
+            leaves.extend([0] * (new_n - len(leaves)))
+        txn.freed.extend(b for b in old.leaves[new_n:] if b)
+        for run in _runs(sorted(changed)):
+            j0, j1 = run
+            buf = bytearray((j1 - j0 + 1) * bs)
+            for j in range(j0, j1 + 1):
+                if j < old_n and old.leaves[j] and j not in full_cover:
+                    buf[(j - j0) * bs : (j - j0 + 1) * bs] = vol.read_block(old.leaves[j])
+            lo, hi = j0 * bs, (j1 + 1) * bs
+            for o, d in patches:
+                a, b = max(o, lo), min(o + len(d), hi)
+                if a < b:
+                    buf[a - lo : b - lo] = d[a - o : b - o]
+            phys = [txn.alloc() for _ in range(j1 - j0 + 1)]
+            for j, p in zip(range(j0, j1 + 1), phys):
+                if j < old_n and old.leaves[j]:
+                    txn.freed.append(old.leaves[j])
+                leaves[j] = p
+            # One device write per physically contiguous stretch.
+            k = 0
+            while k < len(phys):
+                m = k + 1
+                while m < len(phys) and phys[m] == phys[k] + (m - k):
+                    m += 1
+                txn.write(phys[k], memoryview(buf)[k * bs : m * bs])
+                k = m
+        new = Tree(old.ptr_size, old.ppb, leaves)
+        dirty = set(changed)
+        if old.ptr_size == 12:
+            rec_pos = v_index[0] if v_index else fm.rec_pos
+            new.hi = array("I", old.hi[:new_n])
+            new.disp = array("I", old.disp[:new_n])
+            if new_n > len(new.hi):
+                new.hi.extend([0] * (new_n - len(new.hi)))
+                new.disp.extend([0] * (new_n - len(new.disp)))
+            start = min(struct_from // bs if struct_from is not None else new_n, old_n)
+            for j in range(start, new_n):
+                h, dsp = v_leaf_meta(rec_pos, nrec, j, bs)
+                if j >= old_n or h != new.hi[j] or dsp != new.disp[j]:
+                    new.hi[j], new.disp[j] = h, dsp
+                    dirty.add(j)
+        update_tree(old, new, dirty, bs, txn.alloc, txn.write, txn.freed)
+        slot = fs.dir.index[key]
+        fst = fs.dir.slots[slot]
+        upd = dict(fop=new.fop, data_blocks=new.data_block_count(), records=nrec, lrecl=lrecl, levels=new.levels)
+        txn.prepare()
+        fs.commit_fst(slot, upd, touch=True)
+    except BaseException:
+        txn.rollback()
+        fs.forget(key)
+        raise
+    txn.finish()
+    fm.tree, fm.nrec, fm.lrecl, fm.stream_len = new, nrec, lrecl, new_len
+    if v_index is not None:
+        fm.rec_pos, fm.rec_len, fm.rec_bin = v_index
+    del fst
+
+
+def _runs(sorted_idx: list[int]):
+    i = 0
+    while i < len(sorted_idx):
+        j = i
+        while j + 1 < len(sorted_idx) and sorted_idx[j + 1] == sorted_idx[j] + 1:
+            j += 1
+        yield sorted_idx[i], sorted_idx[j]
+        i = j + 1
+
+
+# -- binary view operations --------------------------------------------------------------------
+
+
+def _check_growth(fs: "CmsFilesystem", fm: FileMap, new_len: int) -> None:
+    bs = fs.vol.block_size
+    grow = -(-new_len // bs) - len(fm.tree.leaves)
+    if grow > fs.amap.free:
+        raise NoSpace(f"needs {grow} more blocks, {fs.amap.free} free", device=fs.vol.name)
+
+
+def _v_records(data: bytes) -> list[bytes]:
+    return [data[i : i + MAX_V_RECORD] for i in range(0, len(data), MAX_V_RECORD)]
+
+
+def _v_append(fm: FileMap, recs: list[bytes]) -> tuple[bytes, tuple[array, array, array], int, int]:
+    """Headers+bytes for new records at the stream end, and the extended index."""
+    rec_pos, rec_len, rec_bin = array("Q", fm.rec_pos), array("I", fm.rec_len), array("Q", fm.rec_bin)
+    pos = fm.stream_len
+    parts = []
+    lrecl = fm.lrecl
+    for r in recs:
+        parts.append(len(r).to_bytes(2, "big"))
+        parts.append(r)
+        rec_pos.append(pos)
+        rec_len.append(len(r))
+        rec_bin.append(rec_bin[-1] + len(r))
+        pos += 2 + len(r)
+        lrecl = max(lrecl, len(r))
+    return b"".join(parts), (rec_pos, rec_len, rec_bin), pos, lrecl
+
+
+def write_binary(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, offset: int, data: bytes) -> None:
+    """Write *data* at *offset* of the binary view. Raises NoSpace, InvalidOperation, FileTooBig."""
+    if not data:
+        return
+    size = fm.binary_size
+    end = offset + len(data)
+    if fm.recfm == "F":
+        if fm.lrecl == 0:
+            raise InvalidOperation("F file with LRECL 0: set user.record_lrecl first")
+        nrec = max(fm.nrec, -(-end // fm.lrecl))
+        new_len = nrec * fm.lrecl
+        _check_growth(fs, fm, new_len)
+        commit_stream(fs, key, fm, [(offset, data)], new_len, nrec=nrec, lrecl=fm.lrecl)
+        return
+    patches: list[tuple[int, bytes]] = []
+    if offset < size:
+        stop = min(end, size)
+        i = bisect_right(fm.rec_bin, offset) - 1
+        p = offset
+        while p < stop:
+            r_end = fm.rec_bin[i + 1]
+            c_end = min(stop, r_end)
+            so = fm.rec_pos[i] + 2 + (p - fm.rec_bin[i])
+            patches.append((so, data[p - offset : c_end - offset]))
+            p = c_end
+            i += 1
+    if end <= size:
+        commit_stream(fs, key, fm, patches, fm.stream_len, nrec=fm.nrec, lrecl=fm.lrecl)
+        return
+    gap = max(0, offset - size)
+    tail_len = gap + end - max(offset, size)
+    _check_growth(fs, fm, fm.stream_len + tail_len + 2 * (-(-tail_len // MAX_V_RECORD)))
+    tail = bytes(gap) + data[max(0, size - offset) :]
+    recs = _v_records(tail)
+    blob, index, new_len, lrecl = _v_append(fm, recs)
+    patches.append((fm.stream_len, blob))
+    commit_stream(fs, key, fm, patches, new_len, nrec=fm.nrec + len(recs), lrecl=lrecl, v_index=index,
+                  struct_from=fm.stream_len)
+
+
+def truncate_binary(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, size: int) -> None:
+    """Cut or extend the binary view to *size*. Raises NoSpace, InvalidOperation."""
+    cur = fm.binary_size
+    if size == cur:
+        return
+    if fm.recfm == "F":
+        if fm.lrecl == 0:
+            raise InvalidOperation("F file with LRECL 0: set user.record_lrecl first")
+        nrec = -(-size // fm.lrecl)
+        new_len = nrec * fm.lrecl
+        patches = [(size, bytes(new_len - size))] if size < cur and new_len > size else []
+        _check_growth(fs, fm, new_len)
+        commit_stream(fs, key, fm, patches, new_len, nrec=nrec, lrecl=fm.lrecl)
+        return
+    if size > cur:
+        write_binary(fs, key, fm, cur, bytes(size - cur))
+        return
+    i = bisect_right(fm.rec_bin, size) - 1  # record holding byte *size* (or starting there)
+    keep = size - fm.rec_bin[i]
+    rec_pos, rec_len, rec_bin = fm.rec_pos[:i], fm.rec_len[:i], fm.rec_bin[: i + 1]
+    patches: list[tuple[int, bytes]] = []
+    if keep:
+        pos = fm.rec_pos[i]
+        rec_pos.append(pos)
+        rec_len.append(keep)
+        rec_bin.append(size)
+        patches.append((pos, keep.to_bytes(2, "big")))
+        new_len = pos + 2 + keep
+        nrec = i + 1
+    else:
+        new_len = fm.rec_pos[i]
+        nrec = i
+    lrecl = max(rec_len) if nrec else 0
+    commit_stream(fs, key, fm, patches, new_len, nrec=nrec, lrecl=lrecl, v_index=(rec_pos, rec_len, rec_bin),
+                  struct_from=fm.rec_pos[i])
+
+
+def rewrite_records(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, recs: list[bytes]) -> None:
+    """Replace every record (the text view's writes). Raises NoSpace, FileTooBig."""
+    if fm.recfm == "F":
+        blob = b"".join(recs)
+        commit_stream(fs, key, fm, [(0, blob)], len(blob), nrec=len(recs), lrecl=fm.lrecl)
+        return
+    empty = FileMap("V", 0, 0, fm.tree, 0, array("Q"), array("I"), array("Q", [0]))
+    blob, index, new_len, lrecl = _v_append(empty, recs)
+    old_len = fm.stream_len
+    patches = [(0, blob)]
+    if new_len < old_len:
+        # Every old byte past the new end must read as zero in the blocks we keep.
+        end_blk = -(-new_len // fs.vol.block_size) * fs.vol.block_size
+        patches.append((new_len, bytes(max(0, min(old_len, end_blk) - new_len))))
+    commit_stream(fs, key, fm, patches, new_len, nrec=len(recs), lrecl=lrecl, v_index=index, struct_from=0)
+
+
+def read_all(fs: "CmsFilesystem", fm: FileMap) -> bytes:
+    return read_stream(fs.vol, fm.tree, 0, fm.stream_len)
