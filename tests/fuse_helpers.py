@@ -15,6 +15,7 @@ Run as a script this module is the child:
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -54,6 +55,15 @@ def wait_for_mount(mountpoint: Path, proc: subprocess.Popen[bytes] | None, timeo
             return
         time.sleep(0.02)
     raise AssertionError(f"{mountpoint} not mounted after {timeout} s")
+
+
+def process_alive(pid: int) -> bool:
+    """True while *pid* runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def bad_log_lines(log: Path) -> list[str]:
@@ -170,6 +180,9 @@ def _run_cli(argv: list[str]) -> int:
     from fsproto import formats
     from fsproto.cli import cli
 
+    # Registering early would print other plugins' load warnings before the CLI configures
+    # logging; they are not what these tests check.
+    logging.getLogger("fsproto.formats").setLevel(logging.ERROR)
     formats.available()["memimg"] = MEMIMG
     return cli(argv)
 

@@ -304,6 +304,9 @@ def _is_mount(mp: str) -> bool:
 def umount(mountpoint: str, *, lazy: bool = False, timeout: float = UMOUNT_WAIT) -> None:
     """Unmount *mountpoint* and wait until its daemon has flushed and closed the device.
 
+    With *lazy* the mount is detached at once and the daemon finishes (flushes, closes the
+    device) when the last open file on it is closed; this returns without waiting.
+
     Raises UsageError (not mounted), DeviceBusy (in use), MountError.
     """
     mp = os.path.abspath(mountpoint)
@@ -322,7 +325,8 @@ def umount(mountpoint: str, *, lazy: bool = False, timeout: float = UMOUNT_WAIT)
         if "busy" in reason.lower():
             raise DeviceBusy(f"mount point is in use ({reason}); close the files or use --lazy", device=mp)
         raise MountError(f"fusermount3 -u: {reason}", device=mp)
-    _wait_for_daemon(mp, timeout)
+    if not lazy:  # a lazy unmount ends the daemon only when the last user closes its files
+        _wait_for_daemon(mp, timeout)
 
 
 def _wait_for_daemon(mp: str, timeout: float) -> None:
