@@ -142,8 +142,8 @@ def run(
     CMS label), ReferenceRefused (cmsfs-fuse refused a mount), GuestError (no boot, a crash,
     or *timeout* seconds passed). A job that merely fails returns its non-zero exit_code.
     """
-    prep = load(cache)
     disks = _disks(images)
+    prep = load(cache)
     work = Path(tempfile.mkdtemp(prefix="cmsref-"))
     try:
         share, console, qlog = work / "share", work / "console.log", work / "qemu.log"
