@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from fsproto.errors import AccessDenied, FormatError, HardwareError, HardwareNotFound, UsageError
 from fsproto.hw import safety
-from fsproto.hw.backends.base import Backend
+from fsproto.hw.backends.base import Backend, DryRunFacade
 from fsproto.hw.backends.mapped import MappedBackend, os_error
 from fsproto.hw.regmaps.pci import CAP_NAMES, EXT_CAP_NAMES, PCI_CONFIG
 from fsproto.hw.region import Region
@@ -219,7 +219,7 @@ class SysfsPci(PciFunction):
         self.dry_run = dry_run
         backend: Backend = SysfsConfigBackend(os.path.join(self.sysdir, "config"), writable=writable and not dry_run)
         if writable and dry_run:
-            backend = _WritableFacade(backend)  # never opened for write: nothing can reach the device
+            backend = DryRunFacade(backend)  # never opened for write: nothing can reach the device
         config = Region(backend, writable=writable, dry_run=dry_run, name=f"{bdf}/config", owns_backend=True)
         super().__init__(bdf, config)
         self.sysfs = safety.SysfsWriter(dry_run=dry_run)
@@ -306,25 +306,6 @@ class SysfsPci(PciFunction):
             return []
         self.sysfs.write(os.path.join(self.sysdir, "driver", "unbind"), self.bdf)
         return self.sysfs.log[-1:]
-
-
-class _WritableFacade(Backend):
-    """Claims writability so a dry-run region can log stores; refuses any real store."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner, self.name, self.size, self.writable = inner, inner.name, inner.size, True
-
-    def load(self, offset: int, width: int) -> int:
-        return self.inner.load(offset, width)
-
-    def store(self, offset: int, width: int, value: int) -> None:
-        raise AccessDenied("dry run: no store may reach the device", device=self.name, offset=offset)
-
-    def read_bytes(self, offset: int, n: int) -> bytes:
-        return self.inner.read_bytes(offset, n)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def devices() -> list[SysfsPci]:

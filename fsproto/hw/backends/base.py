@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import abc
 
+from fsproto.errors import AccessDenied
+
 WIDTHS = (1, 2, 4, 8)
 
 
@@ -72,3 +74,26 @@ class Backend(abc.ABC):
     def __str__(self) -> str:
         mode = "rw" if self.writable else "ro"
         return f"{type(self).__name__}({self.name}, {self.size:#x} bytes, {mode})"
+
+
+class DryRunFacade(Backend):
+    """Wraps a read-only backend so a dry-run Region can be 'writable': loads pass through,
+    stores are refused here (the Region logs them instead and never calls :meth:`store`)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner, self.name, self.size, self.writable = inner, inner.name, inner.size, True
+
+    def load(self, offset: int, width: int) -> int:
+        return self.inner.load(offset, width)
+
+    def store(self, offset: int, width: int, value: int) -> None:
+        raise AccessDenied("dry run: no store may reach the device", device=self.name, offset=offset)
+
+    def read_bytes(self, offset: int, n: int) -> bytes:
+        return self.inner.read_bytes(offset, n)
+
+    def write_bytes(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        raise AccessDenied("dry run: no store may reach the device", device=self.name, offset=offset)
+
+    def close(self) -> None:
+        self.inner.close()
