@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fsproto.formats.base import Format, FsckReport, Progress
+from fsproto.formats.cms import codepage as _codepage  # noqa: F401 - registers the cp1047 codec
 from fsproto.rawdev import BlockDevice
 from fsproto.vfs import Filesystem
 

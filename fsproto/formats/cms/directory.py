@@ -140,8 +140,13 @@ def valid_stored_name(fst: Fst) -> bool:
 class Directory:
     """The directory file in memory: its tree, its blocks' bytes, the FSTs and a name index."""
 
-    def __init__(self, vol: Volume) -> None:
+    def __init__(self, vol: Volume, *, strict: bool = True) -> None:
+        """Load the directory. Raises FormatError; with ``strict=False`` two unmarked FSTs of one
+        name are listed in :attr:`conflicts` (for fsck) instead.
+        """
         self.vol = vol
+        self.strict = strict
+        self.conflicts: list[tuple[int, int]] = []
         bs = vol.block_size
         self.per_block = bs // FST_SIZE
         dop = vol.label.dop
@@ -208,6 +213,8 @@ class Directory:
                 self.anomalies.append(f"slots {j} and {i} share a name (interrupted rename)")
                 if f.marked:
                     self.index[k] = i
+            elif not self.strict:
+                self.conflicts.append((j, i))
             else:
                 raise FormatError(f"file {f.display_name()} appears in slots {j} and {i}", device=self.vol.name,
                                   block=self.block_of(i), offset=(i * FST_SIZE) % self.vol.block_size,

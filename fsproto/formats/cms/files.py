@@ -132,7 +132,7 @@ def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, pa
                 new.disp.extend([0] * (new_n - len(new.disp)))
             start = min(struct_from // bs if struct_from is not None else new_n, old_n)
             for j in range(start, new_n):
-                h, dsp = v_leaf_meta(rec_pos, nrec, j, bs)
+                h, dsp = v_leaf_meta(rec_pos, nrec, j, bs, new_len)
                 if j >= old_n or h != new.hi[j] or dsp != new.disp[j]:
                     new.hi[j], new.disp[j] = h, dsp
                     dirty.add(j)

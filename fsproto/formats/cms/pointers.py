@@ -185,13 +185,22 @@ def pointer_block_bytes(tree: Tree, level: int, index: int, block_size: int) -> 
     return bytes(buf)
 
 
-def v_leaf_meta(rec_pos: array, nrec: int, j: int, block_size: int) -> tuple[int, int]:
-    """(hi_record, disp) of leaf *j* from the record header offsets in the stream."""
+def v_leaf_meta(rec_pos: array, nrec: int, j: int, block_size: int, stream_len: int) -> tuple[int, int]:
+    """(hi_record, disp) of leaf *j* from the record header offsets in the stream.
+
+    The end of the records counts as a header position: the reference sets the last block's
+    disp to where the data ends when no header starts in it (checked on the shared images).
+    """
     from bisect import bisect_left
 
     start, end = j * block_size, (j + 1) * block_size
     k = bisect_left(rec_pos, start, 0, nrec)
-    disp = rec_pos[k] - start if k < nrec and rec_pos[k] < end else NO_HEADER
+    if k < nrec and rec_pos[k] < end:
+        disp = rec_pos[k] - start
+    elif start <= stream_len < end:
+        disp = stream_len - start
+    else:
+        disp = NO_HEADER
     hi = bisect_left(rec_pos, end, k, nrec)
     return hi, disp
 
