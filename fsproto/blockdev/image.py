@@ -9,6 +9,12 @@ from fsproto.blockdev.base import BlockDevice
 from fsproto.errors import DeviceError, DeviceNotFound, GeometryError, MediaError, NotADevice
 
 
+def _check_block_size(block_size: int, path: str) -> None:
+    # Checked before any arithmetic: a zero or odd size must be an error, not a ZeroDivisionError.
+    if not isinstance(block_size, int) or block_size <= 0 or block_size & (block_size - 1):
+        raise GeometryError(f"block size {block_size} is not a positive power of two", device=path)
+
+
 class ImageFile(BlockDevice):
     """A regular file as a block device.
 
@@ -18,6 +24,7 @@ class ImageFile(BlockDevice):
 
     def __init__(self, path: str | os.PathLike[str], *, block_size: int = 512, writable: bool = False) -> None:
         path = os.fspath(path)
+        _check_block_size(block_size, path)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -41,6 +48,7 @@ class ImageFile(BlockDevice):
     def create(cls, path: str | os.PathLike[str], size: int, *, block_size: int = 512, overwrite: bool = False) -> "ImageFile":
         """Create a sparse image of *size* bytes and open it for writing."""
         path = os.fspath(path)
+        _check_block_size(block_size, path)
         if size <= 0 or size % block_size:
             raise GeometryError(f"size {size} is not a positive multiple of the block size {block_size}", device=path)
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if overwrite else os.O_EXCL)

@@ -154,3 +154,24 @@ def _logicals(dev: BlockDevice, ext: Partition, name: str) -> list[tuple[Partiti
         if link.type not in EXTENDED_TYPES:
             raise PartitionTableError(f"EBR link has type 0x{link.type:02x}, not extended", device=name, lba=ebr_lba)
         ebr_lba = ext.start + link.lba_first
+
+
+def build_mbr(partitions: list[tuple[int, int, int, bool]], disk_signature: int = 0) -> bytes:
+    """A 512-byte MBR holding up to four primary (start, size, type, bootable) entries.
+
+    CHS fields get the LBA-only marker (FE FF FF), as modern partitioners write past 8 GiB.
+    Raises PartitionTableError for more than four entries.
+    """
+    if len(partitions) > 4:
+        raise PartitionTableError(f"an MBR holds 4 primary partitions, not {len(partitions)}")
+    entries = [
+        dict(status=0x80 if boot else 0, chs_first=b"\xfe\xff\xff", type=ptype, chs_last=b"\xfe\xff\xff",
+             lba_first=start, num_sectors=size)
+        for start, size, ptype, boot in partitions
+    ]
+    entries += [dict(status=0, chs_first=bytes(3), type=0, chs_last=bytes(3), lba_first=0, num_sectors=0)] * (
+        4 - len(entries)
+    )
+    return MBRSector.build(
+        dict(bootcode=bytes(440), disk_signature=disk_signature, reserved_444=bytes(2), entries=entries)
+    )

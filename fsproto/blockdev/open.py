@@ -49,12 +49,15 @@ def open_device(
     *,
     writable: bool = False,
     force: bool = False,
-    block_size: int = 512,
+    block_size: int | None = 512,
     partition: int | None = None,
     overlay: str | os.PathLike[str] | None = None,
     trace: str | os.PathLike[str] | None = None,
 ) -> BlockDevice:
     """Open *spec* as a block device of *block_size*-byte blocks. Read-only unless *writable*.
+
+    ``block_size=None`` keeps the native size (512 for an image, the logical sector size of a
+    node, the table's sector size for a partition).
 
     *overlay* keeps every write in that copy-on-write sidecar (the disk is then opened
     read-only whatever *writable* says; the overlay takes writes iff *writable*). *trace*
@@ -77,7 +80,8 @@ def open_device(
         disk = RawDevice(path, writable=disk_writable, force=force)
     elif stat.S_ISREG(st.st_mode):
         # With a partition the table's sectors are 512 bytes; the window is adapted below.
-        disk = ImageFile(path, block_size=512 if number is not None else block_size, writable=disk_writable)
+        disk = ImageFile(path, block_size=512 if number is not None or block_size is None else block_size,
+                         writable=disk_writable)
     else:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "neither a regular file nor a block device"
         raise NotADevice(f"is {kind}", device=path)
@@ -85,7 +89,7 @@ def open_device(
     try:
         if number is not None:
             dev = open_partition(disk, number)
-        if dev.block_size != block_size:
+        if block_size is not None and dev.block_size != block_size:
             dev = BlockSizeAdapter(dev, block_size, name=dev.name)
         if overlay is not None:
             dev = Overlay(dev, overlay)
