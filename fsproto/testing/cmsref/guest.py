@@ -130,13 +130,15 @@ def run(
     faketime: str | None = FAKETIME,
     cache: Path | None = None,
     keep: Path | None = None,
+    inputs: Mapping[str, bytes] | None = None,
 ) -> Result:
     """Boot the guest with *images* as ``$DISK0..``, run *script* (busybox sh), return the result.
 
     The script may use the helpers of :data:`fsproto.testing.cmsref.scripts.LIB`
     (``cms_mount``, ``cms_umount``, ``cms_inspect``) and writes files to return under ``$OUT``.
     *faketime* freezes cmsfs-fuse's clock (None: the guest's real clock). *keep*: copy the
-    share directory there for debugging.
+    share directory there for debugging. *inputs*: files (relative path -> bytes) the script
+finds under ``$IN``.
 
     Raises UsageError (an image missing), HarnessSetupError (not prepared), FormatError (no
     CMS label), ReferenceRefused (cmsfs-fuse refused a mount), GuestError (no boot, a crash,
@@ -152,6 +154,12 @@ def run(
         if faketime:
             exports["CMSREF_FAKETIME"] = faketime
         head = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items())
+        for rel, data in (inputs or {}).items():
+            dest = share / "in" / rel
+            if ".." in Path(rel).parts or Path(rel).is_absolute():
+                raise UsageError(f"input name {rel!r} must be a relative path inside $IN")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
         (share / "job.sh").write_text(head + script + "\n")
         cmd = qemu_command(prep, disks, share, console)
         start = time.monotonic()

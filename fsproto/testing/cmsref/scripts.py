@@ -2,7 +2,8 @@
 
 Busybox ``ash`` only. The host talks to the guest through the 9p share mounted at ``/host``:
 
-* in: ``/host/job.sh`` (the caller's script, with ``env`` exports in front);
+* in: ``/host/job.sh`` (the caller's script, with ``env`` exports in front), ``/host/in/``
+  (``$IN``: input files);
 * out: ``/host/booted`` (init reached the job), ``/host/disks`` (``DISKn=/dev/vdX`` lines),
   ``/host/output`` (the job's stdout+stderr), ``/host/rc`` (its exit status),
   ``/host/refused`` (a mount cmsfs-fuse refused: one line), ``/host/files/`` (``$OUT``).
@@ -58,6 +59,7 @@ poweroff -f
 
 LIB = r"""# cmsref helpers for job scripts (sourced before the job; busybox ash).
 OUT=/host/files
+IN=/host/in
 CMSREF_FAKETIME_LIB=/usr/lib/s390x-linux-gnu/faketime/libfaketime.so.1
 
 _cmsref_log() { echo "/tmp/cmsfs$(echo "$1" | tr / _).log"; }
