@@ -167,3 +167,19 @@ def test_busy_reasons_reads_holders_and_partitions_from_sysfs(tmp_path, monkeypa
         monkeypatch.setattr(raw, "SYSFS_DEV_BLOCK", str(root))
         reasons = raw.busy_reasons(rdev)
         assert f"{dev_id} is held by dm-3" in reasons and "259:99 is held by md0" in reasons
+
+
+def test_image_backing_a_mounted_loop_device_is_not_written(tmp_path):
+    img = tmp_path / "ext2.img"
+    img.write_bytes(bytes(4 * 1024 * 1024))
+    run("mkfs.ext2", "-q", "-F", str(img))
+    with loop_device(img) as node, mounted(node, tmp_path / "mnt"):
+        with pytest.raises(DeviceBusy) as ei:
+            open_device(str(img), writable=True)
+        assert str(img) in str(ei.value) and os.path.basename(node) in str(ei.value)
+        with open_device(str(img)) as dev:  # reading is harmless
+            assert dev.read(2)[56:58] == b"\x53\xef"
+        with open_device(str(img), writable=True, force=True) as dev:
+            assert not dev.read_only
+    with open_device(str(img), writable=True) as dev:  # once unmounted and detached: fine
+        assert not dev.read_only

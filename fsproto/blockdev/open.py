@@ -20,10 +20,10 @@ from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.overlay import Overlay
 from fsproto.blockdev.partition import open_partition
-from fsproto.blockdev.raw import RawDevice
+from fsproto.blockdev.raw import RawDevice, image_busy_reasons
 from fsproto.blockdev.trace import TracingDevice
 from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice
-from fsproto.errors import DeviceError, DeviceNotFound, NotADevice, UsageError
+from fsproto.errors import DeviceBusy, DeviceError, DeviceNotFound, NotADevice, UsageError
 
 _PART_SUFFIX = re.compile(r"(.+)@(\d+)")
 
@@ -79,6 +79,10 @@ def open_device(
     if stat.S_ISBLK(st.st_mode):
         disk = RawDevice(path, writable=disk_writable, force=force)
     elif stat.S_ISREG(st.st_mode):
+        if disk_writable and not force:
+            reasons = image_busy_reasons(path)
+            if reasons:
+                raise DeviceBusy(f"in use ({'; '.join(reasons)}); pass --force to write anyway", device=path)
         # With a partition the table's sectors are 512 bytes; the window is adapted below.
         disk = ImageFile(path, block_size=512 if number is not None or block_size is None else block_size,
                          writable=disk_writable)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from typing import Callable
 
 from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.wrap import WrappedDevice
@@ -190,10 +191,11 @@ class Overlay(WrappedDevice):
         super()._close()
 
     # -- commit / discard ------------------------------------------------------------------------
-    def commit(self) -> int:
+    def commit(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Write every overlaid block to the base, flush it, then empty the sidecar.
 
-        Returns the number of blocks written. Raises ReadOnlyError when the base is read-only,
+        *progress(done, total)* is called after each run of blocks. Returns the number of
+        blocks written. Raises ReadOnlyError when the base is read-only,
         MediaError, DeviceError when closed.
         """
         self._check_open()
@@ -207,6 +209,8 @@ class Overlay(WrappedDevice):
                 j += 1
             self._inner.write(lbas[i], self._read(lbas[i], j - i + 1))
             i = j + 1
+            if progress is not None:
+                progress(i, len(lbas))
         self._inner.flush()
         self._reset()
         return len(lbas)

@@ -93,6 +93,36 @@ def busy_reasons(rdev: int) -> list[str]:
     return reasons
 
 
+def image_busy_reasons(path: str) -> list[str]:
+    """Why the regular file *path* is in use: loop devices backed by it that are busy.
+
+    An image attached to a loop device whose filesystem is mounted must not be written
+    behind the kernel's back. Matches by inode (``loop/backing_file`` may be a stale name).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    reasons: list[str] = []
+    try:
+        names = os.listdir("/sys/class/block")
+    except OSError:
+        return []
+    for name in sorted(names):
+        try:
+            with open(f"/sys/class/block/{name}/loop/backing_file") as f:
+                backing = f.read().strip()
+            with open(f"/sys/class/block/{name}/dev") as f:
+                major, minor = (int(x) for x in f.read().split(":"))
+            bst = os.stat(backing)
+        except (OSError, ValueError):
+            continue
+        if (bst.st_dev, bst.st_ino) == (st.st_dev, st.st_ino):
+            for why in busy_reasons(os.makedev(major, minor)):
+                reasons.append(f"backs /dev/{name}, and {why}")
+    return reasons
+
+
 class RawDevice(BlockDevice):
     """A block-device node. ``RawDevice(path, writable=False, force=False)``.
 

@@ -14,6 +14,7 @@ from typing import BinaryIO, Iterator
 from rich.console import Console
 from rich.table import Table
 
+from fsproto.cli.common import progress_bar
 from fsproto.errors import GeometryError, OutOfRange, UsageError
 from fsproto.rawdev import (
     BlockDevice,
@@ -199,6 +200,10 @@ def overlay_apply(spec: str, sidecar: str, *, commit: bool, partition: int | Non
         raise UsageError(f"no overlay sidecar {sidecar}", device=spec)
     base: BlockDevice = open_device(spec, partition=partition, block_size=block_size, writable=commit, force=force)
     with Overlay(base, sidecar) as ov:
-        n = ov.commit() if commit else ov.discard()
+        if commit:
+            with progress_bar("committing overlay", enabled=sys.stderr.isatty()) as progress:
+                n = ov.commit(progress)
+        else:
+            n = ov.discard()
     sys.stdout.write(f"{'committed' if commit else 'discarded'} {n} block(s) of {sidecar}\n")
     return 0
