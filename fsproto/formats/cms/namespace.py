@@ -179,8 +179,8 @@ class Namespace:
         self.vol.write_blocks(old_leaves[0], d.blocks[0])  # count-1 (commit when nothing moved)
         if shrink:
             d.blocks.pop()
-        elif j_l not in (0, j_s):
-            self.vol.write_blocks(old_leaves[j_l], d.blocks[j_l])
+        elif j_l != 0 and not (moved is not None and j_l == j_s):
+            self.vol.write_blocks(old_leaves[j_l], d.blocks[j_l])  # zero the last slot
         txn.finish()
 
     def _put_raw_block0_slot(self, slot: int) -> None:
