@@ -7,7 +7,15 @@ import socket
 
 import pytest
 
-from fsproto.errors import DeviceError, DeviceNotFound, GeometryError, NotADevice, OutOfRange, ReadOnlyError
+from fsproto.errors import (
+    DeviceError,
+    DeviceNotFound,
+    GeometryError,
+    NotADevice,
+    OutOfRange,
+    ReadOnlyError,
+    UsageError,
+)
 from fsproto.rawdev import ImageFile, open_device
 
 
@@ -75,3 +83,14 @@ def test_out_of_range_names_device_and_lba(tmp_path):
         with pytest.raises(DeviceError, match="not a multiple"):
             dev.write(0, bytes(100))
     assert path.read_bytes() == bytes(4096)
+
+
+def test_huge_requests_are_refused_not_allocated(tmp_path):
+    path = tmp_path / "big.img"
+    with open(path, "wb") as f:
+        f.truncate(4 << 30)  # sparse 4 GiB
+    with open_device(str(path)) as dev:
+        with pytest.raises(UsageError, match="request limit") as ei:
+            dev.read(0, dev.num_blocks)
+        assert str(path) in str(ei.value)
+        assert dev.read(dev.num_blocks - 1) == bytes(512)

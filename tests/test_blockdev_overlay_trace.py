@@ -168,3 +168,13 @@ def test_open_device_with_trace_and_overlay(image, tmp_path):
     assert sha(image) == before
     _, recs = read_trace(tmp_path / "t.trace")
     assert [(r.op, r.lba) for r in recs][:2] == [("write", 5), ("read", 5)]
+
+
+def test_commit_of_a_long_run_is_chunked(tmp_path):
+    base = MemoryDevice(5000, BS)
+    with Overlay(base, tmp_path / "l.cow", owns_inner=False) as ov:
+        ov.write(0, b"\x66" * BS * 5000)
+        calls = []
+        assert ov.commit(lambda done, total: calls.append((done, total))) == 5000
+    assert calls == [(2048, 5000), (4096, 5000), (5000, 5000)]
+    assert base.snapshot() == b"\x66" * BS * 5000

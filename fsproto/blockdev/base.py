@@ -12,7 +12,11 @@ from __future__ import annotations
 import abc
 from types import TracebackType
 
-from fsproto.errors import DeviceError, OutOfRange, ReadOnlyError
+from fsproto.errors import DeviceError, OutOfRange, ReadOnlyError, UsageError
+
+# One request may move at most this much: a bigger one is a bug (a whole-disk read of a
+# multi-TB device), and refusing it beats exhausting memory. Callers stream in chunks.
+MAX_REQUEST_BYTES = 1 << 30
 
 
 class BlockDevice(abc.ABC):
@@ -57,10 +61,17 @@ class BlockDevice(abc.ABC):
     def read(self, lba: int, count: int = 1) -> bytes:
         """Read *count* blocks starting at *lba*.
 
-        Raises OutOfRange past the end, MediaError on an I/O error, DeviceError when closed.
+        Raises OutOfRange past the end, UsageError above MAX_REQUEST_BYTES, MediaError on an
+        I/O error, DeviceError when closed.
         """
         self._check_open()
         self._check_range(lba, count)
+        if count * self._block_size > MAX_REQUEST_BYTES:
+            raise UsageError(
+                f"read of {count} blocks exceeds the {MAX_REQUEST_BYTES >> 20} MiB request limit; read in chunks",
+                device=self._name,
+                lba=lba,
+            )
         if count == 0:
             return b""
         return self._read(lba, count)

@@ -37,6 +37,7 @@ HEADER = struct.Struct("<8sIQI")  # magic, block_size, num_blocks, fingerprint
 HEADER_SIZE = 4096  # keeps record data block-aligned in the file for block sizes up to 4 KiB
 RECORD = struct.Struct("<4sQII")  # magic, lba, count, crc32(first 16 bytes)
 RECORD_MAGIC = b"COWR"
+COMMIT_RUN_BLOCKS = 2048
 
 
 def fingerprint(base: BlockDevice) -> int:
@@ -205,7 +206,8 @@ class Overlay(WrappedDevice):
         i = 0
         while i < len(lbas):
             j = i
-            while j + 1 < len(lbas) and lbas[j + 1] == lbas[j] + 1:
+            # Runs of contiguous blocks, capped so each read stays small.
+            while j + 1 < len(lbas) and lbas[j + 1] == lbas[j] + 1 and j - i < COMMIT_RUN_BLOCKS - 1:
                 j += 1
             self._inner.write(lbas[i], self._read(lbas[i], j - i + 1))
             i = j + 1
