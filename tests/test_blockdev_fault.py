@@ -162,7 +162,7 @@ def test_after_cut_error_mode_raises_and_flush_is_dropped():
         dev.write(1, b"\x01" * BS)
     dev.flush()
     assert CountingFlush.flushes == 1
-    assert dev.writes_seen == 2 and dev.writes_dropped == 1
+    assert dev.writes_seen == 2 and dev.writes_dropped == 1 and dev.flushes_seen == 2
 
 
 def test_refused_writes_are_not_counted():

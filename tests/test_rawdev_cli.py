@@ -124,6 +124,21 @@ def test_corrupt_table_is_one_line_naming_device_and_lba(disk, capsys):
     one_line_error(capsys, str(disk), "lba 0", "overlap")
 
 
+def test_info_of_a_gpt_notes_a_corrupt_backup(tmp_path, capsys):
+    img = tmp_path / "g.img"
+    with open(img, "wb") as f:
+        f.truncate(8 * MiB)
+    subprocess.run(["sgdisk", "-n", "1:2048:+2M", "-c", "1:data", "-n", "2:0:0", str(img)], check=True,
+                   capture_output=True)
+    with open(img, "r+b") as f:
+        f.seek(8 * MiB - 512 + 40)
+        f.write(b"\xff")
+    assert cli(["info", str(img)]) == 0
+    out = capsys.readouterr().out
+    assert "GPT partition table" in out and "data" in out
+    assert "note: backup GPT header at lba 16383 has a bad CRC32" in out
+
+
 def test_write_blocks_when_asked_and_through_an_overlay(disk, tmp_path, capsys):
     blk = tmp_path / "blk"
     blk.write_bytes(b"\x5a" * 1024)

@@ -24,7 +24,8 @@ The model (what a test can rely on):
 
 Counters: ``writes_seen`` counts every ``write()`` call that reached this device (landed, torn
 or dropped; calls refused by the base checks, e.g. read-only or out of range, are not counted);
-``blocks_seen`` counts their blocks. :meth:`arm` resets both, clears the cut and sets new
+``blocks_seen`` counts their blocks; ``flushes_seen`` the flushes (so a test can cut at a
+flush boundary: run once uncut, note ``writes_seen`` after each flush). :meth:`arm` resets both, clears the cut and sets new
 triggers, so one wrapper can be re-used for every cut point of a workload.
 """
 
@@ -100,7 +101,8 @@ class FaultInjectingDevice(WrappedDevice):
         self._cut = False
         self.writes_seen = 0
         self.blocks_seen = 0
-        self.writes_dropped = 0
+        self.writes_dropped = 0  # writes that did not land whole (torn at the cut, or after it)
+        self.flushes_seen = 0
 
     def disarm(self) -> None:
         """No more power cuts (counters reset); error LBAs and tears stay."""
@@ -169,6 +171,7 @@ class FaultInjectingDevice(WrappedDevice):
                 raise MediaError("power cut: write lost", device=self._name, lba=lba)
 
     def _flush(self) -> None:
+        self.flushes_seen += 1
         if not self._cut:
             self._inner.flush()
 
