@@ -104,14 +104,16 @@ class QtestMachine:
                                               stderr=err, start_new_session=True, cwd=self.workdir)
             self._finalizer = weakref.finalize(self, _reap, self._proc, self.workdir)
             self._sock = self._accept(listener)
+            self._sock.settimeout(timeout)
+            self._buf = b""
+            # QEMU connects before it creates the devices; a bad -device only shows up when it
+            # exits, so wait for one answer before calling the machine up.
+            self.command("endianness")
         except BaseException:
             listener.close()
             self.close()
             raise
         listener.close()
-        self._sock.settimeout(timeout)
-        self._file = self._sock.makefile("rwb", buffering=0)
-        self._buf = b""
         self._mmio_next = MMIO_BASE
         self._ram_free: list[tuple[int, int]] = [(RAM_BASE, self.memory - RAM_BASE)]
 
@@ -136,6 +138,14 @@ class QtestMachine:
         except OSError:
             return "(no output)"
 
+    def _death_note(self) -> str:
+        """QEMU's last words: give it a moment to exit so its stderr is complete."""
+        try:
+            self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.stderr_tail()
+
     @property
     def alive(self) -> bool:
         return self._sock is not None and self._proc.poll() is None
@@ -149,10 +159,11 @@ class QtestMachine:
                 self.close()
                 raise QtestError(f"QEMU did not answer within {self.timeout} s", device="qtest") from None
             except OSError as e:
+                tail = self._death_note()
                 self.close()
-                raise QtestError(f"qtest socket failed: {e.strerror}", device="qtest") from e
+                raise QtestError(f"qtest socket failed ({e.strerror}): {tail}", device="qtest") from e
             if not chunk:
-                tail = self.stderr_tail()
+                tail = self._death_note()
                 self.close()
                 raise QtestError(f"QEMU closed the qtest socket: {tail}", device="qtest")
             self._buf += chunk
