@@ -166,10 +166,15 @@ def _serve_memfs(argv: list[str]) -> int:
     p.add_argument("-o", action="append", default=[])
     p.add_argument("--capacity", type=int, default=512 << 20)
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--populate", type=int, default=0, help="create N small files first (benchmarks)")
     a = p.parse_args(argv)
     setup_logging(a.log, debug=a.debug)
     options = parse_options(a.o, MountOptions(fsname="memfs", subtype="memfs"))
-    mount(MemFS(capacity=a.capacity), a.mountpoint, options)
+    fs = MemFS(capacity=a.capacity)
+    for i in range(a.populate):
+        fs.create(f"/F{i:07d}.DATA")
+        fs.write(f"/F{i:07d}.DATA", 0, b"%d\n" % i)
+    mount(fs, a.mountpoint, options)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from fsproto.errors import UsageError
 from fsproto.mount.options import KNOWN, MountOptions, parse_options
 
 
@@ -48,6 +49,8 @@ def mount_cmd(
     if text is not None:
         format_options["text"] = text
         if text:
+            if options.writeback_cache:
+                raise UsageError("-o writeback_cache needs a byte-exact view; it cannot be used with --text")
             # A text view does not read back byte-for-byte what was written (records are
             # re-encoded), so the kernel must not serve file data from its page cache.
             options = options.with_(direct_io=True, keep_cache=False)

@@ -19,6 +19,7 @@ The state lock is ``<state dir>/<quoted mount point>.lock`` holding the daemon's
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import logging
 import logging.handlers
@@ -134,6 +135,17 @@ def _set_read_ahead(mountpoint: str, kb: int) -> None:
         log.warning("cannot set read_ahead_kb=%d: %s", kb, e)
 
 
+def _syncfs(mountpoint: str) -> None:
+    """syncfs(2) with the GIL released (pyfuse3.syncfs keeps it, which would deadlock here)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if libc.syncfs(fd) != 0:
+            log.error("syncfs %s: %s", mountpoint, os.strerror(ctypes.get_errno()))
+    finally:
+        os.close(fd)
+
+
 async def _main_loop(options: MountOptions, mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
 
@@ -141,6 +153,10 @@ async def _main_loop(options: MountOptions, mountpoint: str) -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)
+                    if options.writeback_cache:
+                        # Dirty pages live in the kernel: have it write them to us while the
+                        # loop still serves (from a thread: syncfs blocks until we answer).
+                        await trio.to_thread.run_sync(_syncfs, mountpoint)
                     pyfuse3.terminate()
                     return
 

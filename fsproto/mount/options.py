@@ -1,8 +1,8 @@
 """Mount options: the user's ``-o`` list and the adapter's tuning knobs, in one dataclass.
 
 ``uid=``, ``gid=`` and ``umask=`` are applied by the adapter (libfuse 3's low-level API has
-no such options); ``allow_other``, ``default_permissions``, ``fsname=``, ``subtype=``,
-``max_read=`` and ``ro`` go to the kernel through libfuse.
+no such options); ``allow_other``, ``default_permissions``, ``fsname=``, ``subtype=`` and ``ro``
+go to the kernel through libfuse.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ class MountOptions:
     keep_cache: bool = True  # only writer: pages cached by the kernel stay valid across opens
     direct_io: bool = False  # forced on for views that do not read back what was written (text)
     writeback_cache: bool = False  # off: see the note in fsproto.fuse_mount
-    max_read: int | None = None
     read_ahead_kb: int | None = None  # set on the mount's bdi after mounting (root only)
 
     def with_(self, **changes: object) -> "MountOptions":
@@ -57,8 +56,6 @@ class MountOptions:
             opts.add("default_permissions")
         if self.read_only:
             opts.add("ro")
-        if self.max_read:
-            opts.add(f"max_read={self.max_read}")
         return opts
 
 
@@ -72,7 +69,9 @@ _FLAGS = {
 }
 _NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache"}
 _STRINGS = {"fsname", "subtype"}
-_INTS = {"uid": 10, "gid": 10, "umask": 8, "max_read": 10, "read_ahead_kb": 10}
+# No max_read=: libfuse refuses it unless init() sets the same conn->max_read, which pyfuse3
+# does not; reads are sized by read-ahead (read_ahead_kb=) or direct_io instead.
+_INTS = {"uid": 10, "gid": 10, "umask": 8, "read_ahead_kb": 10}
 _FLOATS = {"attr_timeout", "entry_timeout"}
 KNOWN = sorted([*_FLAGS, *_NEGATED, *_STRINGS, *_INTS, *_FLOATS])
 
