@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fsproto.blockdev import mbr
+from fsproto.blockdev import gpt, mbr
 from fsproto.errors import FsprotoError, GeometryError, PartitionTableError, UsageError
 from fsproto.rawdev import ImageFile, MemoryDevice, SubDevice, open_device, read_partition_table
 
@@ -343,9 +343,43 @@ def test_mutated_tables_raise_only_typed_errors(small_tables, which, edits, far)
                 SubDevice.from_bytes(dev, p.offset_bytes, p.size_bytes, owns_inner=False).read(0, 1)
 
 
-def test_mbr_structs_round_trip():
-    entry = dict(status=0x80, chs_first=b"\0\1\2", type=0x83, chs_last=b"\3\4\5", lba_first=2048, num_sectors=99)
-    raw = mbr.MBREntry.build(entry)
-    assert len(raw) == mbr.MBREntry.sizeof() == 16
-    parsed = mbr.MBREntry.parse(raw)
-    assert {k: parsed[k] for k in entry} == entry
+def common(struct_, obj: dict, size: int) -> None:
+    """Round-trip one struct: build, parse back, sizeof (construct's declarativeunittest style)."""
+    raw = struct_.build(obj)
+    assert len(raw) == struct_.sizeof() == size
+    parsed = struct_.parse(raw)
+    assert {k: parsed[k] for k in obj} == obj
+    assert struct_.build(parsed) == raw
+
+
+MBR_ENTRY = dict(status=0x80, chs_first=b"\0\1\2", type=0x83, chs_last=b"\3\4\5", lba_first=2048, num_sectors=99)
+
+
+@pytest.mark.parametrize(
+    "struct_, obj, size",
+    [
+        (mbr.MBREntry, MBR_ENTRY, 16),
+        (mbr.MBRSector, dict(bootcode=bytes(440), disk_signature=0xDEADBEEF, reserved_444=b"\0\0",
+                             entries=[MBR_ENTRY] * 4), 512),
+        (gpt.GPTHeader, dict(Revision=0x10000, HeaderSize=92, HeaderCRC32=1, reserved_20=0, MyLBA=1,
+                             AlternateLBA=99, FirstUsableLBA=34, LastUsableLBA=66, DiskGUID=bytes(range(16)),
+                             PartitionEntryLBA=2, NumberOfPartitionEntries=128, SizeOfPartitionEntry=128,
+                             PartitionEntryArrayCRC32=7), 92),
+        (gpt.GPTEntry, dict(PartitionTypeGUID=bytes(range(16)), UniquePartitionGUID=bytes(16), StartingLBA=34,
+                            EndingLBA=40, Attributes=1 << 63, PartitionName="root".encode("utf-16-le").ljust(72, b"\0")),
+         128),
+    ],
+)
+def test_structs_round_trip(struct_, obj, size):
+    common(struct_, obj, size)
+
+
+def test_build_mbr_is_what_sfdisk_reads(tmp_path):
+    img = tmp_path / "b.img"
+    with open(img, "wb") as f:
+        f.truncate(8 * MiB)
+        f.write(mbr.build_mbr([(2048, 4096, 0x83, True), (6144, 8192, 0x0C, False)], 0x1234ABCD))
+    tool = sfdisk_json(img)
+    assert tool["id"] == "0x1234abcd"
+    assert [(p["start"], p["size"], p["type"], p.get("bootable", False)) for p in tool["partitions"]] == [
+        (2048, 4096, "83", True), (6144, 8192, "c", False)]
