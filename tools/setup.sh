@@ -11,6 +11,8 @@ SYSTEM_PACKAGES=(
     util-linux fdisk gdisk dosfstools e2fsprogs mtools xz-utils attr
     # hardware core (qtest backend) and the VM lab
     qemu-system-x86 busybox-static
+    # a Linux kernel for QEMU guests: its vfat driver checks FAT images (the host kernel may lack it)
+    linux-image-cloud-amd64
 )
 
 missing=()

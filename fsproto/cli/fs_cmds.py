@@ -208,14 +208,15 @@ def fsck_cmd(device: str, repair: bool, fmt_name: str, force: bool) -> int:
 @click.option("--block-size", type=int, help="Filesystem block size (CMS: 512, 1024, 2048, 4096).")
 @click.option("--label", help="Volume label (CMS: up to 6 characters).")
 @click.option("--size", help="Create DEVICE as an image of this size first (e.g. 100M).")
+@click.option("--fat", "fat_type", type=click.Choice(["12", "16", "32"]), help="FAT type (fat format; default by size).")
 @_force_option
 def mkfs_cmd(device: str, fmt_name: str, block_size: int | None, label: str | None, size: str | None,
-             force: bool) -> int:
+             fat_type: str | None, force: bool) -> int:
     """Create a new, empty filesystem on DEVICE (an image is created when --size is given)."""
     nbytes = actions.parse_size(size) if size else None
     with progress_bar("formatting", enabled=_show_progress()) as progress:
         actions.make_filesystem(device, fmt_name=fmt_name, size=nbytes, force=force, progress=progress,
-                                block_size=block_size, label=label)
+                                block_size=block_size, label=label, fat=int(fat_type) if fat_type else None)
     click.echo(f"{device}: formatted as {fmt_name}", err=True)
     return EXIT_OK
 

@@ -144,17 +144,30 @@ def exact_short_name(name: str) -> bytes | None:
 
 
 def generate_short_name(name: str, taken: set[bytes]) -> bytes:
-    """The basis-name with a ``~N`` tail (fatgen103 section 7) not in *taken*. Raises NoSpace."""
+    """The basis-name (fatgen103 section 7), with a ``~N`` tail when the conversion lost
+    information or the basis is taken; never one in *taken*. Raises NoSpace."""
     upper = name.upper()
     cleaned = "".join(c if _short_char_ok(c) or c in ". " else "_" for c in upper)
-    cleaned = cleaned.replace(" ", "").lstrip(".")
-    if "." in cleaned:
-        stem, ext = cleaned[: cleaned.rindex(".")].replace(".", ""), cleaned[cleaned.rindex(".") + 1 :]
+    lossy = cleaned != upper
+    stripped = cleaned.replace(" ", "").lstrip(".")
+    lossy |= stripped != cleaned
+    if "." in stripped:
+        dot = stripped.rindex(".")
+        stem, ext = stripped[:dot], stripped[dot + 1 :]
+        lossy |= "." in stem
+        stem = stem.replace(".", "")
     else:
-        stem, ext = cleaned, ""
+        stem, ext = stripped, ""
+    lossy |= not stem or len(stem) > 8 or len(ext) > 3
     stem = stem or "_"
     ext_b = ext[:3].encode(OEM, "replace").ljust(3)
     stem_b = stem.encode(OEM, "replace")
+    if not lossy:
+        cand = stem_b.ljust(8) + ext_b
+        if cand[0] == 0xE5:
+            cand = bytes([layout.DIR_KANJI_E5]) + cand[1:]
+        if cand not in taken:
+            return cand
     for n in range(1, 1_000_000):
         tail = f"~{n}".encode()
         cand = (stem_b[: 8 - len(tail)] + tail).ljust(8) + ext_b
