@@ -148,3 +148,33 @@ def test_adapter_refuses_sizes_that_do_not_divide():
         BlockSizeAdapter(MemoryDevice(4, 4096), 3000)
     with pytest.raises(DeviceError):
         BlockSizeAdapter(MemoryDevice(4, 1024), 1536)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.booleans(), st.integers(0, 200), st.integers(1, 3), st.integers(0, 255)), max_size=12
+    )
+)
+def test_stacked_wrappers_match_a_flat_model(tmp_path_factory, ops):
+    """Overlay on an adapter on a window of a memory disk behaves like a plain byte array."""
+    from fsproto.rawdev import Overlay
+
+    disk = MemoryDevice.from_bytes(os.urandom(256 * 512))
+    window = SubDevice(disk, 32, 200, owns_inner=False)  # blocks 32..231 of the disk
+    dev = Overlay(BlockSizeAdapter(window, 1024), tmp_path_factory.mktemp("s") / "o.cow")
+    model = bytearray(disk.read(32, 200))
+    before = disk.snapshot()
+    for is_write, lba, n, v in ops:
+        lba %= dev.num_blocks
+        n = min(n, dev.num_blocks - lba)
+        if is_write:
+            dev.write(lba, bytes([v]) * n * 1024)
+            model[lba * 1024 : (lba + n) * 1024] = bytes([v]) * n * 1024
+        else:
+            assert dev.read(lba, n) == bytes(model[lba * 1024 : (lba + n) * 1024])
+    assert disk.snapshot() == before  # the overlay kept every write
+    dev.commit()
+    assert disk.read(32, 200) == bytes(model)
+    assert disk.snapshot()[: 32 * 512] == before[: 32 * 512] and disk.snapshot()[232 * 512 :] == before[232 * 512 :]
+    dev.close()

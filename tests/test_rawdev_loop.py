@@ -183,3 +183,21 @@ def test_image_backing_a_mounted_loop_device_is_not_written(tmp_path):
             assert not dev.read_only
     with open_device(str(img), writable=True) as dev:  # once unmounted and detached: fine
         assert not dev.read_only
+
+
+def test_partition_of_a_loop_device(tmp_path):
+    img = tmp_path / "p.img"
+    img.write_bytes(os.urandom(8 * 1024 * 1024))
+    subprocess.run(["sfdisk", "-q", "--wipe", "never", str(img)], input="label: dos\n,2M,83\n,,83\n", text=True,
+                   check=True, capture_output=True)
+    with loop_device(img) as node:
+        start = 2048 + 4096  # sfdisk: 1 MiB alignment, partition 1 is 2 MiB
+        expected = img.read_bytes()[start * 512 : (start + 8) * 512]
+        with open_device(f"{node}@2") as part:
+            assert part.name == f"{node}@2"
+            assert part.read(0, 8) == expected
+            assert isinstance(part.inner, RawDevice) and part.inner.exclusive
+            with pytest.raises(DeviceBusy):  # the whole disk is held O_EXCL through the partition
+                open_device(node, partition=1)
+        with open_device(node, partition=2, block_size=4096) as wide:
+            assert wide.read(0) == expected
