@@ -186,11 +186,25 @@ class CmsFilesystem(Filesystem):
         return len(data)
 
     def _rewrite_text(self, key: Key, fm: FileMap, text: bytes) -> None:
+        """Store *text* as records; *text* stays the file's text image while the filesystem is open.
+
+        Keeping the image (not the records re-rendered) gives POSIX behaviour to a writer that
+        sends a line in several write() calls: a partial last line is stored as a record (as the
+        reference does) but the next write continues it, F padding is not read back mid-write,
+        and an incomplete UTF-8 sequence at the end waits for its remaining bytes.
+        """
         if fm.recfm == "F" and fm.lrecl == 0:
             raise InvalidOperation("F file with LRECL 0: set user.record_lrecl first")
-        recs = text_to_records(text, self.codepage, fm.recfm, fm.lrecl)
+        complete = text
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if e.reason != "unexpected end of data" or e.end != len(text):
+                raise InvalidOperation(f"text is not UTF-8 at byte {e.start}") from None
+            complete = text[: e.start]
+        recs = text_to_records(complete, self.codepage, fm.recfm, fm.lrecl)
         files.rewrite_records(self, key, fm, recs)
-        self._texts.pop(key, None)
+        self._texts[key] = text
 
     def truncate(self, path: str, size: int) -> None:
         """Raises FsReadOnly, NotFound, NoSpace, FileTooBig, InvalidOperation."""
@@ -245,17 +259,22 @@ class CmsFilesystem(Filesystem):
         target_blocks = self._all_blocks(new_key) if target is not None else None
         self.ns.rename(slot, new_key, target_blocks)
         fm = self._maps.pop(key, None)
+        text = self._texts.pop(key, None)
         self.forget(new_key)
-        self._texts.pop(key, None)
         if fm is not None:
             self._maps[new_key] = fm
+        if text is not None:
+            self._texts[new_key] = text
 
     def set_mtime(self, path: str, mtime_ns: int) -> None:
         """Set the FST date (local time; 1900-2099). Raises FsReadOnly, NotFound, InvalidOperation."""
         self._check_writable()
         _, slot = self._slot(path)
         t = mtime_ns / 1e9
-        year = time.localtime(t).tm_year
+        try:
+            year = time.localtime(t).tm_year
+        except (OverflowError, OSError, ValueError):
+            raise InvalidOperation(f"time {mtime_ns} ns cannot be stored in an FST date") from None
         if not 1900 <= year <= 2099:
             raise InvalidOperation(f"year {year} cannot be stored in an FST date")
         date, century = encode_date(t)
