@@ -53,6 +53,8 @@ class Capability:
     def __str__(self) -> str:
         return f"[{self.offset:#05x}] {self.name} ({self.id:#04x})"
 
+    __repr__ = __str__
+
 
 @dataclass(frozen=True)
 class Bar:
@@ -79,6 +81,8 @@ class Bar:
         kind = "io" if self.is_io else ("mem64" if self.is_64bit else "mem32")
         pf = ", prefetchable" if self.prefetchable else ""
         return f"BAR{self.index}: {self.start:#x} size {self.size:#x} ({kind}{pf})"
+
+    __repr__ = __str__
 
 
 class SysfsConfigBackend(Backend):

@@ -31,7 +31,9 @@ def namespace() -> dict[str, Any]:
     from fsproto.hw.regmaps import AHCI_HBA, AHCI_PORT, NVME, PCI_CONFIG, ahci_port, nvme_with_doorbells
 
     ns: dict[str, Any] = {name: getattr(vocab, name) for name in vocab.__all__}
-    ns.update(hw=hw, NVME=NVME, AHCI_HBA=AHCI_HBA, AHCI_PORT=AHCI_PORT, PCI_CONFIG=PCI_CONFIG,
+    from fsproto.hw.backends.qtest import QtestMachine
+
+    ns.update(hw=hw, QtestMachine=QtestMachine, NVME=NVME, AHCI_HBA=AHCI_HBA, AHCI_PORT=AHCI_PORT, PCI_CONFIG=PCI_CONFIG,
               ahci_port=ahci_port, nvme_with_doorbells=nvme_with_doorbells, Region=hw.Region)
     return ns
 
