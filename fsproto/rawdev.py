@@ -11,6 +11,7 @@ from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.fault import FaultInjectingDevice
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.memory import MemoryDevice
+from fsproto.blockdev.mmio import MmioBlockDevice  # noqa: F401 - the hw layer's block device
 from fsproto.blockdev.open import open_device, parse_spec
 from fsproto.blockdev.overlay import Overlay
 from fsproto.blockdev.partition import Partition, PartitionTable, open_partition, read_partition_table
