@@ -8,6 +8,7 @@ Formats and drivers import from here only::
 from __future__ import annotations
 
 from fsproto.blockdev.base import BlockDevice
+from fsproto.blockdev.cache import VolatileCacheDevice
 from fsproto.blockdev.fault import FaultInjectingDevice
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.memory import MemoryDevice
@@ -32,6 +33,7 @@ __all__ = [
     "SubDevice",
     "TraceRecord",
     "TracingDevice",
+    "VolatileCacheDevice",
     "WrappedDevice",
     "open_device",
     "open_partition",
