@@ -60,23 +60,33 @@ def _head(dev: BlockDevice) -> bytes:
 
 
 def find_label(dev: BlockDevice) -> Label:
-    """Find and decode the label. Raises UnknownFormat when no ``CMS1`` label is found."""
+    """Find and decode the label. Raises UnknownFormat when no ``CMS1`` label is found.
+
+    A label is taken where its own block size says (CKD: 2 x blocksize) or at 512 (FBA); failing
+    that, the first ``CMS1`` found is returned so that :func:`validate_label` says what is wrong.
+    """
     head = _head(dev)
+    found: list[int] = []
     for off in label_offsets(dev):
         raw = head[off : off + 80]
         if len(raw) < 80 or raw[:4] != CMS1:
             continue
+        found.append(off)
         dbsiz = struct.unpack_from(">I", raw, 12)[0]
-        # A label is where its own block size says (CKD: 2 x blocksize) or at 512 (FBA).
-        if off not in (2 * dbsiz, 512):
-            continue
-        try:
-            fields = dict(ADT.parse(raw))
-        except ConstructError as e:  # pragma: no cover - Const checked above
-            raise FormatError(f"label does not parse: {e}", device=dev.name, offset=off, struct="ADT") from None
-        fields.pop("_io", None)
-        return Label(off, fields, raw)
+        if off in (2 * dbsiz, 512):
+            return _decode(dev, off, raw)
+    if found:
+        return _decode(dev, found[0], head[found[0] : found[0] + 80])
     raise UnknownFormat("no CMS1 label at any of the offsets the reference searches", device=dev.name)
+
+
+def _decode(dev: BlockDevice, off: int, raw: bytes) -> Label:
+    try:
+        fields = dict(ADT.parse(raw))
+    except ConstructError as e:  # pragma: no cover - Const checked by the caller
+        raise FormatError(f"label does not parse: {e}", device=dev.name, offset=off, struct="ADT") from None
+    fields.pop("_io", None)
+    return Label(off, fields, raw)
 
 
 def validate_label(label: Label, dev: BlockDevice) -> None:
@@ -92,6 +102,8 @@ def validate_label(label: Label, dev: BlockDevice) -> None:
     bs = f["ADTDBSIZ"]
     if bs not in BLOCK_SIZES:
         raise bad(f"ADTDBSIZ {bs} is not one of {BLOCK_SIZES}")
+    if label.offset not in (2 * bs, 512):
+        raise bad(f"label at byte {label.offset}, but ADTDBSIZ {bs} puts it at {2 * bs} (or 512 on FBA)")
     if f["ADTDOP"] not in (4, 5):
         raise bad(f"ADTDOP {f['ADTDOP']} is not 4 or 5 (the reference refuses such a disk)")
     if f["ADTFSTSZ"] != FST_SIZE:
