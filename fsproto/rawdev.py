@@ -26,6 +26,7 @@ __all__ = [
     "FaultInjectingDevice",
     "ImageFile",
     "MemoryDevice",
+    "MmioBlockDevice",
     "Overlay",
     "Partition",
     "PartitionTable",
