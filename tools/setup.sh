@@ -10,7 +10,7 @@ SYSTEM_PACKAGES=(
     # block-device tests: loop devices, partition tools, filesystems to mount, images
     util-linux fdisk gdisk dosfstools e2fsprogs mtools xz-utils attr
     # hardware core (qtest backend) and the VM lab
-    qemu-system-x86 busybox-static
+    qemu-system-x86 busybox-static gdb
     # a Linux kernel for QEMU guests: its vfat driver checks FAT images (the host kernel may lack it)
     linux-image-cloud-amd64
 )
