@@ -109,8 +109,8 @@ class FatTable:
             nxt = self.get(c)
             if nxt >= self.eoc_min:
                 return out
-            if nxt == 0:
-                raise self.vol.format_error(f"{what}chain links cluster {c} to a free cluster", cluster=c,
+            if nxt == 0:  # c is in a chain but its FAT entry says free
+                raise self.vol.format_error(f"{what}cluster {c} is in a chain but marked free", cluster=c,
                                             struct="FAT")
             if nxt == self.bad:
                 raise self.vol.format_error(f"{what}chain links cluster {c} to a bad cluster", cluster=c,
