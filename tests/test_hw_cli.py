@@ -136,3 +136,23 @@ def test_interactive_repl_reads_stdin_and_keeps_going_after_an_error(monkeypatch
     assert cli(["repl"]) == 0
     captured = capsys.readouterr()
     assert "error: AlignmentError" in captured.err and "7" in captured.out
+
+
+def test_tab_completion_lists_registers_without_reading_them():
+    from fsproto.hw.backends import FakeBackend
+    from fsproto.hw.region import Region
+    from fsproto.hw.regmaps import NVME
+    from fsproto.hw.repl import completer, namespace
+
+    fake = FakeBackend(0x2000)
+    ns = namespace()
+    ns["nvme"] = NVME.bind(Region(fake))
+    comp = completer(ns)
+    matches = []
+    state = 0
+    while (m := comp.complete("nvme.C", state)) is not None:
+        matches.append(m)
+        state += 1
+    assert {"nvme.CAP", "nvme.CC", "nvme.CSTS"} <= set(matches)
+    assert fake.accesses == []  # completing never touched the device
+    assert comp.complete("vir2", 0) == "vir2phys("

@@ -38,6 +38,26 @@ def namespace() -> dict[str, Any]:
     return ns
 
 
+def completer(ns: dict[str, Any]) -> Any:
+    """rlcompleter that never reads a register to complete its name.
+
+    The stock completer calls ``getattr`` on every candidate attribute; on a :class:`Regs` that
+    is a device read (and some registers clear on read), so register names come from ``dir``.
+    """
+    import rlcompleter
+
+    from fsproto.hw.regs import Regs
+
+    class _Completer(rlcompleter.Completer):
+        def attr_matches(self, text: str) -> list[str]:
+            expr, dot, attr = text.rpartition(".")
+            if dot and expr.isidentifier() and isinstance(self.namespace.get(expr), Regs):
+                return [f"{expr}.{name}" for name in dir(self.namespace[expr]) if name.startswith(attr)]
+            return super().attr_matches(text)
+
+    return _Completer(ns)
+
+
 class _Console(code.InteractiveConsole):
     def showtraceback(self) -> None:
         exc = sys.exc_info()[1]
@@ -52,9 +72,8 @@ def interact(ns: dict[str, Any] | None = None) -> int:
     ns = namespace() if ns is None else ns
     try:
         import readline
-        import rlcompleter
 
-        readline.set_completer(rlcompleter.Completer(ns).complete)
+        readline.set_completer(completer(ns).complete)
         readline.parse_and_bind("tab: complete")
         try:
             readline.read_history_file(HISTORY)
