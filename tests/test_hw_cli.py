@@ -156,3 +156,15 @@ def test_tab_completion_lists_registers_without_reading_them():
     assert {"nvme.CAP", "nvme.CC", "nvme.CSTS"} <= set(matches)
     assert fake.accesses == []  # completing never touched the device
     assert comp.complete("vir2", 0) == "vir2phys("
+
+
+def test_hw_check_reports_this_machine(capsys):
+    import resource
+
+    assert cli(["hw-check"]) == 0
+    lines = {line[3:].split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["/dev/mem"].startswith("ok " if os.path.exists("/dev/mem") else "-- ")
+    assert lines["physical addresses"].startswith("ok " if os.geteuid() == 0 else "-- ")
+    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    assert ("unlimited" if soft == resource.RLIM_INFINITY else f"{soft // 1024} KiB") in lines["memlock limit"]
+    assert len(lines) == 11

@@ -1,4 +1,4 @@
-"""CLI commands for the hardware core: repl, pci ls/config, peek, poke.
+"""CLI commands for the hardware core: repl, pci ls/config, peek, poke, hw-check.
 
 Parsing only; the actions are :mod:`fsproto.hw` calls. Offsets and values accept any Python
 integer literal (``0x1c``, ``28``, ``0o34``).
@@ -128,7 +128,18 @@ def poke_cmd(path: str, offset: str, value: str, width: str, force: bool, dry_ru
     return 0
 
 
+@click.command("hw-check")
+def hw_check_cmd() -> int:
+    """Check what this machine offers user-space drivers (privileges, lockdown, IOMMU, uio/vfio,
+    hugepages, memlock, QEMU); read-only."""
+    from fsproto.hw.envcheck import environment
+
+    for check in environment():
+        click.echo(str(check))
+    return 0
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to *group*."""
-    for cmd in (repl_cmd, pci_group, peek_cmd, poke_cmd):
+    for cmd in (repl_cmd, pci_group, peek_cmd, poke_cmd, hw_check_cmd):
         group.add_command(cmd)
