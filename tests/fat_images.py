@@ -6,6 +6,9 @@ fsproto formatted and filled, so every test image has a generator and no binary 
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 from fsproto.formats.fat import FORMAT, layout
 from fsproto.formats.fat.directory import Directory
 from fsproto.formats.fat.fat_table import FatTable
@@ -72,6 +75,7 @@ def chain_off_disk(fat: int = 16) -> tuple[MemoryDevice, int]:
 
 
 def chain_into_free(fat: int = 16) -> tuple[MemoryDevice, int]:
+    """/a.txt's first cluster links to a cluster the FAT marks free."""
     dev = base_image(fat)
     c = chain(dev, "/a.txt")
     fattab = FatTable(Volume(dev))
@@ -117,6 +121,7 @@ def lost_clusters(fat: int = 16) -> tuple[MemoryDevice, int]:
 
 
 def size_longer_than_chain(fat: int = 16) -> tuple[MemoryDevice, int]:
+    """/b.txt says 20000 bytes but its chain holds 2 clusters of 2048."""
     dev = base_image(fat)
     _, parent, e = entry(dev, "/b.txt")
     from dataclasses import replace
@@ -126,6 +131,7 @@ def size_longer_than_chain(fat: int = 16) -> tuple[MemoryDevice, int]:
 
 
 def chain_longer_than_size(fat: int = 16) -> tuple[MemoryDevice, int]:
+    """/a.txt says 10 bytes but its chain holds 3 clusters."""
     dev = base_image(fat)
     _, parent, e = entry(dev, "/a.txt")
     from dataclasses import replace
@@ -135,6 +141,7 @@ def chain_longer_than_size(fat: int = 16) -> tuple[MemoryDevice, int]:
 
 
 def fat_copies_differ(fat: int = 16) -> tuple[MemoryDevice, int]:
+    """One byte of the second FAT copy differs from the first."""
     dev = base_image(fat)
     vol = Volume(dev)
     g = vol.geo
@@ -157,6 +164,7 @@ def orphan_lfn(fat: int = 16) -> tuple[MemoryDevice, int]:
 
 
 def bad_dotdot(fat: int = 16) -> tuple[MemoryDevice, int]:
+    """/dir/sub's '..' entry points at /dir/sub itself instead of /dir."""
     dev = base_image(fat)
     c = first_cluster(dev, "/dir/sub")
     d = Directory(Volume(dev), FatTable(Volume(dev)), c)
@@ -179,3 +187,12 @@ CORRUPTIONS = {
     "orphan-lfn": orphan_lfn,
     "bad-dotdot": bad_dotdot,
 }
+
+
+def fsck_vfat_complaints(img: str | Path) -> list[str]:
+    """What dosfstools' ``fsck.vfat -n`` says is wrong with *img* (empty: nothing; exit status 0)."""
+    r = subprocess.run(["fsck.vfat", "-n", "-V", str(img)], capture_output=True, text=True)
+    lines = [ln for ln in r.stdout.splitlines() if ln and not ln.startswith(("fsck.fat", str(img), "Starting "))]
+    if r.returncode != 0:
+        lines.append(f"exit status {r.returncode}: {r.stderr.strip()}")
+    return lines

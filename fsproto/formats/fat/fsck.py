@@ -92,7 +92,7 @@ class _Checker:
                 self.cut(chain, len(chain))
             e = replace(e, cluster=e.cluster if chain else 0, size=min(e.size, len(chain) * self.cs))
         elif fault:
-            what = {"free": "links to a free cluster", "bad": "links to a bad cluster",
+            what = {"free": "reaches a cluster marked free", "bad": "reaches a cluster marked bad",
                     "off-disk": f"runs off the disk (cluster {at} links to {self.fat.get(at)})",
                     "loop": "loops back on itself"}[fault]
             self.problem("bad-chain", f"{path}: chain {what} at cluster {at}")
