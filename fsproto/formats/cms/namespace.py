@@ -61,6 +61,7 @@ class Namespace:
     def _touch_director(self) -> None:
         date, century = self.fs.now_date()
         d = self.dir.slots[0]
+        d.data_blocks = len(self.dir.tree.leaves)  # kept exact (the reference leaves it stale)
         d.date = date
         d.flag = (d.flag | 0x08) if century else (d.flag & ~0x08)
         self._put(0, d.to_bytes())
