@@ -161,3 +161,35 @@ def test_free_function_passes_the_check():
 
     own = check(free[0], "map BAR0 of")  # no DeviceOwned, nothing touched
     assert not own.owned and own.reason() == "free"
+
+
+def _root_block_node() -> str | None:
+    """The device node mounted at / (from mountinfo), if it is a block device with that number."""
+    import stat
+
+    st = os.stat("/")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == "/" and " - " in line:
+                source = line.split(" - ", 1)[1].split()[1]
+                try:
+                    node = os.stat(source)
+                except OSError:
+                    return None
+                if stat.S_ISBLK(node.st_mode) and node.st_rdev == st.st_dev:
+                    return source
+    return None
+
+
+@pytest.mark.skipif(_root_block_node() is None, reason="the root filesystem is not on a block device node here")
+def test_writable_mapping_of_the_mounted_root_disk_is_refused(capsys):
+    from fsproto.cli import cli
+
+    node = _root_block_node()
+    with pytest.raises(DeviceOwned, match="backs /"):
+        mmap(node, 4096, writable=True)
+    with pytest.raises(DeviceOwned):
+        mmap(node, 4096, writable=True, dry_run=True)
+    assert cli(["poke", node, "0", "0"]) == 8
+    assert "refusing" in capsys.readouterr().err

@@ -132,6 +132,34 @@ def check(bdf: str, action: str, *, force: bool = False) -> Ownership:
     return own
 
 
+def check_block_device(path: str, action: str, *, force: bool = False) -> list[str]:
+    """Refuse to *action* a block device node that is mounted, swap, or held (or has such a
+    partition), unless *force*. Returns what uses it. Raises DeviceOwned."""
+    st = os.stat(path)
+    devnum = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    sysdir = os.path.realpath(f"/sys/dev/block/{devnum}")
+    name = os.path.basename(sysdir)
+    nums = {name: devnum}
+    if os.path.isdir(sysdir):
+        for child in os.listdir(sysdir):
+            part = os.path.join(sysdir, child)
+            if os.path.exists(os.path.join(part, "partition")):
+                nums[child] = _read(os.path.join(part, "dev")) or ""
+    users = _mounted(nums)
+    for n in nums:
+        hdir = f"/sys/class/block/{n}/holders"
+        if os.path.isdir(hdir):
+            users += [f"{h} (holds {n})" for h in os.listdir(hdir)]
+    if users:
+        if not force:
+            raise DeviceOwned(
+                f"refusing to {action} {path}: it backs {', '.join(users)}; unmount it first or pass force=True (--force)",
+                device=path,
+            )
+        log.warning("%s: forced to %s although it backs %s", path, action, ", ".join(users))
+    return users
+
+
 def pci_device_of_path(path: str) -> str | None:
     """The PCI function a mappable path belongs to (``.../BDF/resourceN``, ``/dev/uioN``), or None."""
     real = os.path.realpath(path)

@@ -9,6 +9,9 @@ over :mod:`fsproto.hw.region`, :mod:`~fsproto.hw.memory`, :mod:`~fsproto.hw.pci`
 
 from __future__ import annotations
 
+import os
+import stat
+
 from fsproto.errors import UsageError
 from fsproto.hw import safety
 from fsproto.hw.backends.base import DryRunFacade
@@ -43,7 +46,8 @@ def mmap(
 
     Read-only unless *writable*. With *dry_run*, stores are logged and never reach the mapping
     (the file is opened read-only). A device's BAR (sysfs ``resourceN``) or ``/dev/uioN`` is
-    refused while a kernel driver or a mount owns the device, unless *force*.
+    refused while a kernel driver or a mount owns the device, and a writable mapping
+    of a mounted block device is refused, unless *force*.
     *offset* must be 8-byte aligned (so natural alignment in the window is natural on the bus).
     Raises DeviceOwned, HardwareNotFound, AccessDenied, AlignmentError, RegionOutOfRange, UsageError.
     """
@@ -51,6 +55,9 @@ def mmap(
         bdf = safety.pci_device_of_path(path)
         if bdf is not None:
             safety.check(bdf, f"map {path} of", force=force)
+        elif writable and os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
+            # A writable mapping of a mounted disk would bypass the filesystem on it.
+            safety.check_block_device(path, "map for writing", force=force)
     backend = MappedBackend(path, size=size, offset=offset, writable=writable and not dry_run, uio_map=uio_map)
     mapped = DryRunFacade(backend) if writable and dry_run else backend
     try:

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import weakref
 from typing import Sequence
 
@@ -118,8 +119,6 @@ class QtestMachine:
         self._ram_free: list[tuple[int, int]] = [(RAM_BASE, self.memory - RAM_BASE)]
 
     def _accept(self, listener: socket.socket) -> socket.socket:
-        import time
-
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
