@@ -135,7 +135,8 @@ def test_nvme_registers_decode_and_controller_enables(qemu):
         regs.write("ACQ", cq.device_addr(), verify=True)
         fn.enable_bus_master()
         regs.set("CC", IOSQES=6, IOCQES=4, EN=1)
-        assert regs.CSTS.RDY == 1 and regs.CSTS.CFS == 0
+        regs.wait("CSTS.RDY", 1, timeout=cap.TO * 0.5)
+        assert regs.CSTS.CFS == 0
         regs.set("CC", SHN=1)
         assert regs.CSTS.SHST == 2  # shutdown complete
         regs.set("CC", EN=0, SHN=0)

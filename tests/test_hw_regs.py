@@ -182,3 +182,20 @@ def test_dry_run_writes_are_logged_not_read_back(nvme):
     assert regs.set("CC", EN=1) is None
     assert fake.peek_raw(0x14, 4) == 0 and region.log[0].value == 1
     assert not [a for a in fake.accesses if a.op == "w"]
+
+
+def test_wait_polls_until_the_field_changes_and_is_bounded(nvme):
+    from fsproto.errors import ControllerError
+
+    fake, regs = nvme
+    reads = {"n": 0}
+
+    def csts(width: int) -> int:  # RDY goes to 1 on the third read, like a controller coming up
+        reads["n"] += 1
+        return 1 if reads["n"] >= 3 else 0
+
+    fake.on_read[0x1C] = csts
+    assert regs.wait("CSTS.RDY", 1, timeout=30) == 3
+    fake.on_read[0x1C] = lambda width: 0b10  # CFS set, never ready
+    with pytest.raises(ControllerError, match="CSTS.RDY is still 0x0"):
+        regs.wait("CSTS.RDY", 1, timeout=0.01)

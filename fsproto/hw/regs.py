@@ -251,7 +251,7 @@ class Regs:
         raise AttributeError(f"{self.map.name} has no register {name!r}")
 
     def __dir__(self) -> list[str]:
-        return [*self.map.registers, "read", "get", "write", "set", "clear", "ring", "decode", "dump"]
+        return [*self.map.registers, "read", "get", "write", "set", "clear", "ring", "decode", "dump", "wait"]
 
     def decode(self, reg: str | Register) -> dict[str, int]:
         return self.read(reg).fields()
@@ -266,6 +266,31 @@ class Regs:
                 continue
             lines.append(repr(self.read(r)))
         return "\n".join(lines)
+
+    def wait(self, path: str, value: int, *, timeout: float, interval: float = 0.0002) -> int:
+        """Poll ``REG`` or ``REG.FIELD`` until it reads *value*; returns the number of reads.
+
+        Bounded: raises ControllerError after *timeout* seconds naming the last value read
+        (e.g. ``wait("CSTS.RDY", 1, timeout=cap.TO * 0.5)``, NVMe CAP.TO is in 500 ms units).
+        Raises UsageError, Region errors.
+        """
+        import time
+
+        from fsproto.errors import ControllerError
+
+        deadline = time.monotonic() + timeout
+        reads = 0
+        while True:
+            current = self.get(path)
+            reads += 1
+            if current == value:
+                return reads
+            if time.monotonic() >= deadline:
+                raise ControllerError(
+                    f"{path} is still {current:#x} after {timeout:g} s (waited for {value:#x})",
+                    device=self.region.name,
+                )
+            time.sleep(interval)
 
     # -- writes ------------------------------------------------------------------------------------
     def write(self, reg: str | Register, value: int, *, verify: bool = False) -> RegValue | None:
