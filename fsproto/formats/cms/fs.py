@@ -149,12 +149,20 @@ class CmsFilesystem(Filesystem):
         return self._stat_fst(key, self.dir.slots[slot])
 
     def listdir(self, path: str = "/") -> list[FileStat]:
-        """Raises NotFound, NotADirectory, FormatError."""
+        """Every file; a damaged one is listed with size 0 and ``extra["error"]``. Raises NotFound, NotADirectory."""
         parent, name = split_path(path)
         if name:
             self._slot(path)
             raise NotADirectory(f"{path} is a file")
-        return [self._stat_fst(f.key, f) for _, f in self.dir.files()]
+        out = []
+        for _, f in self.dir.files():
+            try:
+                out.append(self._stat_fst(f.key, f))
+            except FormatError as e:
+                # One damaged file must not hide the others: list it empty; stat/read raise.
+                out.append(FileStat(name=f.display_name(), is_dir=False, size=0,
+                                    mtime_ns=date_to_ns(f.date, f.century), mode=0o000, extra={"error": str(e)}))
+        return out
 
     # -- data ----------------------------------------------------------------------------------------
     def read(self, path: str, offset: int, size: int) -> bytes:

@@ -226,13 +226,17 @@ def _repair(vol: Volume, d: Directory, amap: AllocMap, report: FsckReport, missi
         _repair_directory(vol, d, amap, leaked)
         for p in fixable_dir:
             p.fixed = True
+    # With an unreadable file or a cross-link, "unreachable" blocks may still be someone's data:
+    # only mark, never free, until those errors are dealt with.
+    unsure = any(p.code in ("file-unreadable", "cross-link", "duplicate-name") for p in report.problems)
     for b in missing:
         amap.mark(b)
-    for b in leaked:
-        amap.clear(b)
+    if not unsure:
+        for b in leaked:
+            amap.clear(b)
     amap.write_dirty()
     for p in map_problems:
-        if p is not None:
+        if p is not None and not (unsure and p.code in ("alloc-map-leak", "adtused")):
             p.fixed = True
     for p in report.problems:
         if p.code == "director-blocks-stale":
