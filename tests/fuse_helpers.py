@@ -138,6 +138,61 @@ def fsproto_cli(*args: str, memimg: bool = True, timeout: float = 60) -> subproc
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
 
 
+# -- CMS minidisks through the real CLI ----------------------------------------------------------
+BLOCK = 4096
+
+
+def make_image(path: Path, size: int = 8 << 20, block_size: int = BLOCK) -> Path:
+    """A freshly formatted CMS minidisk image."""
+    from fsproto.formats.cms import FORMAT
+    from fsproto.rawdev import ImageFile
+
+    with ImageFile.create(path, size) as dev:
+        FORMAT.mkfs(dev, block_size=block_size, label="FUSE01")
+    return path
+
+
+def fsck_clean(image: Path) -> None:
+    """Offline fsck of a CMS image must report no error."""
+    from fsproto.formats.cms import FORMAT
+    from fsproto.rawdev import ImageFile
+
+    with ImageFile(image) as dev:
+        report = FORMAT.fsck(dev)
+    assert report.clean, "\n".join(map(str, report.problems))
+
+
+class CmsMount:
+    """Mount/unmount an image with the real CLI in the foreground, in a child process."""
+
+    def __init__(self, tmp_path: Path, image: Path) -> None:
+        self.image = image
+        self.mp = tmp_path / "mnt"
+        self.mp.mkdir(exist_ok=True)
+        self.log = tmp_path / "mount.log"
+        self.current: MountedFs | None = None
+        self.expect_log_errors = False
+
+    def mount(self, *args: str) -> Path:
+        cmd = [sys.executable, "-m", "fsproto", "mount", "--foreground", "--log", str(self.log), *args, str(self.image), str(self.mp)]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
+        self.current = MountedFs(self.mp, self.log, proc)
+        wait_for_mount(self.mp, proc)
+        return self.mp
+
+    def unmount(self) -> None:
+        assert self.current is not None
+        self.current.unmount()
+        self.current.cleanup()
+        self.current = None
+
+    def cleanup(self) -> None:
+        if self.current is not None:
+            self.current.cleanup()
+            self.current = None
+
+
+
 @pytest.fixture
 def memfs_mount(tmp_path: Path) -> Iterator[MountedFs]:
     """A fresh MemFS mounted at ``tmp_path/mnt``; unmounted and checked afterwards."""

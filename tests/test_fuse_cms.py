@@ -8,65 +8,18 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from fuse_helpers import PROJECT_ROOT, MountedFs, bad_log_lines, fsproto_cli, is_mounted, wait_for_mount
+from fuse_helpers import BLOCK, CmsMount, bad_log_lines, fsck_clean, fsproto_cli, is_mounted, make_image
 
 from fsproto.formats.cms import FORMAT
 from fsproto.rawdev import ImageFile
 
 pytestmark = [pytest.mark.mount, pytest.mark.timeout(300)]
-
-BLOCK = 4096
-
-
-def make_image(path: Path, size: int = 8 << 20, block_size: int = BLOCK) -> Path:
-    with ImageFile.create(path, size) as dev:
-        FORMAT.mkfs(dev, block_size=block_size, label="FUSE01")
-    return path
-
-
-def fsck_clean(image: Path) -> None:
-    with ImageFile(image) as dev:
-        report = FORMAT.fsck(dev)
-    assert report.clean, "\n".join(map(str, report.problems))
-
-
-class CmsMount:
-    """Mount/unmount an image with the real CLI in the foreground, in a child process."""
-
-    def __init__(self, tmp_path: Path, image: Path) -> None:
-        self.image = image
-        self.mp = tmp_path / "mnt"
-        self.mp.mkdir(exist_ok=True)
-        self.log = tmp_path / "mount.log"
-        self.current: MountedFs | None = None
-        self.expect_log_errors = False
-
-    def mount(self, *args: str) -> Path:
-        cmd = [sys.executable, "-m", "fsproto", "mount", "--foreground", "--log", str(self.log), *args, str(self.image), str(self.mp)]
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
-        self.current = MountedFs(self.mp, self.log, proc)
-        wait_for_mount(self.mp, proc)
-        return self.mp
-
-    def unmount(self) -> None:
-        assert self.current is not None
-        self.current.unmount()
-        self.current.cleanup()
-        self.current = None
-
-    def cleanup(self) -> None:
-        if self.current is not None:
-            self.current.cleanup()
-            self.current = None
-
 
 @pytest.fixture
 def cms(tmp_path: Path) -> Iterator[CmsMount]:
