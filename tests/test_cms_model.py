@@ -147,3 +147,27 @@ def test_directory_grows_and_shrinks_through_levels() -> None:
     FORMAT.mkfs(fresh, block_size=512, label="GROW")
     # Every block of the grown directory came back: usage equals a fresh disk plus 3 empty files.
     assert FORMAT.open(dev).amap.used == FORMAT.open(fresh).amap.used
+
+
+line = st.text(alphabet=st.characters(codec="latin-1", exclude_characters="\n\r\x85\x15"), max_size=90)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lines=st.lists(line, max_size=30), recfm=st.sampled_from(["V", "F"]), cp=st.sampled_from(["cp1047", "cp037"]),
+       piece=st.integers(1, 50))
+def test_text_view_round_trip(lines: list[str], recfm: str, cp: str, piece: int) -> None:
+    """Lines written through the text view in pieces read back as records -> lines (canonical form)."""
+    dev = MemoryDevice(num_blocks=2048, block_size=512)
+    FORMAT.mkfs(dev, block_size=1024, label="TEXT")
+    fs = FORMAT.open(dev, text=True, codepage=cp)
+    fs.create("/T.TEXT")
+    if recfm == "F":
+        fs.setxattr("/T.TEXT", "user.record_format", b"F")
+        fs.setxattr("/T.TEXT", "user.record_lrecl", b"90")
+    data = "".join(x + "\n" for x in lines).encode()
+    for i in range(0, len(data), piece):
+        fs.write("/T.TEXT", i, data[i : i + piece])
+    assert fs.read("/T.TEXT", 0, 1 << 20) == data
+    want = [(x.ljust(90) if recfm == "F" else (x or " ")) + "\n" for x in lines]
+    assert FORMAT.open(dev, text=True, codepage=cp).read("/T.TEXT", 0, 1 << 20) == "".join(want).encode()
+    assert FORMAT.fsck(dev).problems == []

@@ -300,3 +300,64 @@ def test_cli_mkfs_put_ls_fsck(tmp_path, capsys) -> None:
         assert FORMAT.probe(dev)
         assert FORMAT.open(dev).stat("/HELLO.TEXT").extra["records"] == "2"
     assert cli(["mkfs", "--format", "cms", "--block-size", "999", str(img)]) != 0
+
+
+def test_sparse_f_file_reads_holes_as_zeros_and_writes_into_them() -> None:
+    """Null blocks (pointer 0) read as zeros; the reference reads them but never writes them."""
+    import struct
+
+    dev = _disk(bs=512)
+    fs = FORMAT.open(dev)
+    fs.create("/SPARSE.F")
+    fs.setxattr("/SPARSE.F", "user.record_format", b"F")
+    fs.setxattr("/SPARSE.F", "user.record_lrecl", b"512")
+    fs.write("/SPARSE.F", 0, b"\x11" * 512 * 6)
+    tree = fs.filemap(fs._key("/SPARSE.F")).tree
+    pb, hole = tree.pointer_levels[0][0], tree.leaves[2]
+    fs.close()
+    img = bytearray(dev.snapshot())
+    struct.pack_into(">I", img, (pb - 1) * 512 + 2 * 4, 0)  # leaf 2 becomes a null block
+    sparse = MemoryDevice.from_bytes(bytes(img))
+    fs = FORMAT.open(sparse)
+    slot = fs.dir.index[fs._key("/SPARSE.F")]
+    fs.amap.clear(hole)
+    fs.amap.write_dirty()
+    fs.commit_fst(slot, {"data_blocks": 5}, touch=False)
+    fs.write_used()
+    fs = FORMAT.open(sparse)
+    assert fs.read("/SPARSE.F", 0, 4096) == b"\x11" * 1024 + bytes(512) + b"\x11" * 1536
+    _clean(sparse)
+    fs.write("/SPARSE.F", 1100, b"\x22" * 10)  # into the hole: it gets a block
+    assert FORMAT.open(sparse).read("/SPARSE.F", 1024, 512) == bytes(76) + b"\x22" * 10 + bytes(426)
+    _clean(sparse)
+
+
+def test_fba_style_label_at_byte_512() -> None:
+    dev = _disk(bs=1024, size=1 << 20)
+    img = bytearray(dev.snapshot())
+    img[512:592] = img[2048:2128]  # FBA: the label at byte 512 (inside reserved block 1)
+    img[2048:2128] = bytes(80)
+    fba = MemoryDevice.from_bytes(bytes(img))
+    fs = FORMAT.open(fba)
+    assert fs.vol.label.offset == 512
+    fs.create("/FBA.FILE")
+    fs.write("/FBA.FILE", 0, b"on an FBA-style disk")
+    again = FORMAT.open(fba)
+    assert again.read("/FBA.FILE", 0, 100) == b"on an FBA-style disk"
+    assert again.vol.label.fields["ADTUSED"] == again.amap.used  # the label was updated where it is
+    _clean(fba)
+
+
+def test_dump_names_label_fsts_and_pointer_blocks(tmp_path, capsys) -> None:
+    dev = _disk(bs=512)
+    fs = FORMAT.open(dev)
+    fs.create("/TREE.V")
+    fs.write("/TREE.V", 0, b"v" * 30000)
+    fs.close()
+    text = FORMAT.dump(dev, "/TREE.V")
+    assert "ADTNUM" in text and "TREE.V" in text and "hi_record" in text and "(ALLOCMAP)" in text
+    img = tmp_path / "d.img"
+    img.write_bytes(dev.snapshot())
+    capsys.readouterr()
+    assert cli(["dump", str(img), "TREE.V"]) == 0
+    assert "level 1: pointer blocks" in capsys.readouterr().out

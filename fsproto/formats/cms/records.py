@@ -22,7 +22,6 @@ from fsproto.formats.cms.pointers import Tree
 from fsproto.formats.cms.volume import Volume
 
 _CHUNK_BLOCKS = 256  # blocks per device read when streaming
-_INDEX_BLOCKS = 8  # blocks per read when scanning V headers: big records skip most blocks
 
 
 @dataclass
@@ -88,7 +87,9 @@ def index_v_records(vol: Volume, tree: Tree, nrec: int, *, what: str) -> FileMap
                               f"{len(tree.leaves)} blocks", device=vol.name, struct="V record")
         if not (win_start <= pos and pos + 2 <= win_start + len(win)):
             win_start = (pos // bs) * bs
-            win = read_stream(vol, tree, win_start, win_start + _INDEX_BLOCKS * bs)
+            # Short records: read ahead; long ones: just the block(s) holding this header.
+            ahead = _CHUNK_BLOCKS if r and rec_len[-1] < bs else (2 if pos % bs == bs - 1 else 1)
+            win = read_stream(vol, tree, win_start, win_start + ahead * bs)
         o = pos - win_start
         length = (win[o] << 8) | win[o + 1]
         if length == 0 or pos + 2 + length > total:
