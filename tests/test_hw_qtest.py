@@ -53,9 +53,13 @@ class Traced:
 def qemu(tmp_path_factory):
     img = tmp_path_factory.mktemp("qtest") / "nvme.img"
     img.write_bytes(b"\0" * (1 << 20))
+    sata = img.with_name("sata.img")
+    sata.write_bytes(b"\0" * (1 << 20))
     machine = QtestMachine(
         [
             "-drive", f"file={img},if=none,id=d0,format=raw",
+            "-drive", f"file={sata},if=none,id=a0,format=raw",
+            "-device", "ide-hd,drive=a0,bus=ide.0",
             "-device", "nvme,serial=fsproto,drive=d0,addr=04.0",
             "-device", "edu,addr=05.0",
             "-device", "pci-testdev,addr=06.0",
@@ -157,6 +161,39 @@ def test_ahci_hba_registers(qemu):
     assert hba.GHC.AE == 1
 
 
+def test_ahci_port_rw1c_status_on_the_device_model(qemu):
+    """FIS receive makes QEMU post a D2H register FIS and set PxIS.DHRS (RW1C): a set() of another
+    register must leave it pending, clear() must write exactly that bit and clear it."""
+    from fsproto.hw.regmaps import ahci_port
+
+    t, _ = qemu
+    ahci = t.m.pci("00:1f.2")
+    ahci.assign_bars()
+    ahci.enable_bus_master()  # the HBA writes received FISes into guest memory
+    abar = ahci.map_bar(5)
+    port = ahci_port(abar, 0)
+    assert port.SSTS.DET == 3  # the disk on port 0 is present
+    clb, fis = t.m.malloc(1024, align=1024), t.m.malloc(256, align=256)
+    try:
+        port.write("CLB", clb.device_addr())
+        port.write("FB", fis.device_addr())
+        port.set("CMD", FRE=1)
+        assert port.CMD.FR == 1 and port.IS.DHRS == 1
+        assert fis.read(0x40, 1) == b"\x34"  # a D2H register FIS landed in guest memory
+        port.set("CMD", SUD=1)  # a read-modify-write of another register
+        assert port.IS.DHRS == 1  # still pending
+        base = abar.backend.base + 0x100
+        t.mark()
+        port.clear("IS", "DHRS")
+        assert port.IS.DHRS == 0
+        writes = [(addr - base, value) for op, addr, _size, value in t.accesses("ahci") if op == "write"]
+        assert writes == [(0x10, 1)]
+    finally:
+        port.set("CMD", FRE=0)
+        clb.free()
+        fis.free()
+
+
 def test_guest_memory_allocator_and_dma_buffers(qemu):
     t, _ = qemu
     a = t.m.malloc(10000)
@@ -197,7 +234,7 @@ def test_missing_function_and_unassigned_bar(qemu):
     with pytest.raises(HardwareNotFound):
         t.m.pci("00:09.0")
     with pytest.raises(HardwareNotFound, match="assign_bars"):
-        t.m.pci("00:04.0").map_bar(0)
+        t.m.pci("00:00.0").map_bar(0)  # the host bridge: nothing was assigned
 
 
 def test_a_dead_qemu_gives_typed_errors_and_is_reaped():

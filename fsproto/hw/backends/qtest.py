@@ -116,6 +116,7 @@ class QtestMachine:
             raise
         listener.close()
         self._mmio_next = MMIO_BASE
+        self._functions: dict[str, QtestPci] = {}
         self._ram_free: list[tuple[int, int]] = [(RAM_BASE, self.memory - RAM_BASE)]
 
     def _accept(self, listener: socket.socket) -> socket.socket:
@@ -255,11 +256,14 @@ class QtestMachine:
     def pci(self, bdf: str) -> "QtestPci":
         """The guest's PCI function *bdf* (bus 0 on q35). Raises HardwareNotFound when absent."""
         bdf = normalize_bdf(bdf)
+        if bdf in self._functions:  # one object per function: it remembers its assigned BARs
+            return self._functions[bdf]
         bus, dev, fn = int(bdf[5:7], 16), int(bdf[8:10], 16), int(bdf[11])
         config = Region(QtestConfigBackend(self, bus, dev, fn), name=f"qtest:{bdf}/config")
         if config.r16(0) == 0xFFFF:
             raise HardwareNotFound(f"no PCI function {bdf} in the QEMU machine", device=bdf)
-        return QtestPci(self, bdf, config)
+        self._functions[bdf] = QtestPci(self, bdf, config)
+        return self._functions[bdf]
 
     def close(self) -> None:
         """Disconnect and kill QEMU (its process group); idempotent, never raises."""
@@ -338,8 +342,11 @@ class QtestPci(PciFunction):
     def assign_bars(self) -> list[Bar]:
         """Size every memory BAR, place it in the MMIO window, enable memory decode.
 
-        No firmware ran (``-S``), so this is the BIOS's job done by hand. Raises QtestError.
+        No firmware ran (``-S``), so this is the BIOS's job done by hand; a second call returns
+        the BARs already placed. Raises QtestError.
         """
+        if self._bars:
+            return list(self._bars.values())
         index = 0
         while index < 6:
             off = 0x10 + 4 * index
