@@ -171,8 +171,10 @@ def test_timestamps_and_permissions(memfs_mount: MountedFs):
 
 
 def test_uid_gid_umask_options(tmp_path: Path):
-    m = start_memfs(tmp_path, "-o", "uid=1234,gid=4321,umask=027")
+    m = start_memfs(tmp_path, "-o", "uid=1234,gid=4321,umask=027", "-o", "allow_other,default_permissions")
     try:
+        line = next(l for l in Path("/proc/self/mountinfo").read_text().splitlines() if l.split()[4] == str(m.mountpoint))
+        assert "allow_other" in line and "default_permissions" in line
         p = m.path("f")
         p.touch()
         st = p.stat()

@@ -82,29 +82,42 @@ def default_log_file() -> str:
     return os.path.join(tempfile.gettempdir(), f"fsproto-mount-{os.getuid()}.log")
 
 
-def setup_logging(target: str | None, *, debug: bool) -> None:
-    """Send fsproto's log to *target*: a file path, ``syslog``, or ``-``/None for stderr.
+def make_log_handler(target: str | None) -> logging.Handler:
+    """A handler for *target*: a file path, ``syslog``, or ``-``/None for stderr.
 
-    Raises UsageError when the file cannot be opened.
+    Opened before mounting so a bad target is reported as one line. Raises UsageError.
     """
     if target == "syslog":
-        handler: logging.Handler = logging.handlers.SysLogHandler(address="/dev/log")
+        try:
+            handler: logging.Handler = logging.handlers.SysLogHandler(address="/dev/log")
+        except OSError as e:
+            raise UsageError(f"cannot log to syslog (/dev/log): {e.strerror}") from None
         handler.setFormatter(logging.Formatter("fsproto-mount[%(process)d]: %(levelname)s %(name)s: %(message)s"))
-    elif target in (None, "-"):
+        return handler
+    if target in (None, "-"):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     else:
         try:
             handler = logging.FileHandler(target)
         except OSError as e:
             raise UsageError(f"cannot open log file {target}: {e.strerror}") from None
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return handler
+
+
+def install_log_handler(handler: logging.Handler, *, debug: bool) -> None:
+    """Make *handler* the only destination of fsproto's log (in the serving process only)."""
     root = logging.getLogger("fsproto")
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     root.propagate = False
+
+
+def setup_logging(target: str | None, *, debug: bool) -> None:
+    """Send fsproto's log to *target* (see :func:`make_log_handler`). Raises UsageError."""
+    install_log_handler(make_log_handler(target), debug=debug)
 
 
 # -- mounting ----------------------------------------------------------------------------------
@@ -242,7 +255,9 @@ def mount_device(
     mp = check_mountpoint(mountpoint)
     if not foreground and log_target is None:
         log_target = default_log_file()
-    setup_logging(log_target, debug=debug)
+    handler = make_log_handler(log_target)
+    if foreground:
+        install_log_handler(handler, debug=debug)
     dev = open_device(device_spec, writable=not options.read_only)
     fs: Filesystem | None = None
     try:
@@ -264,18 +279,30 @@ def mount_device(
         if fs is not None:
             fs.close()
         dev.close()
+        if not foreground:
+            handler.close()
         raise
-    log.info("mounted %s (%s) on %s", options.fsname, fmt.name, mp)
     if foreground:
+        log.info("mounted %s (%s) on %s", options.fsname, fmt.name, mp)
         try:
             _serve_mounted(ops, fs, mp, options, dev)
         finally:
             os.close(lock_fd)
         return 0
-    return _daemonize(ops, fs, mp, options, dev, lock_fd)
+    return _daemonize(ops, fs, mp, options, dev, lock_fd, handler, debug, fmt.name)
 
 
-def _daemonize(ops: Any, fs: Filesystem, mp: str, options: MountOptions, dev: Any, lock_fd: int) -> int:
+def _daemonize(
+    ops: Any,
+    fs: Filesystem,
+    mp: str,
+    options: MountOptions,
+    dev: Any,
+    lock_fd: int,
+    handler: logging.Handler,
+    debug: bool,
+    format_name: str,
+) -> int:
     """Fork; the child serves. The parent returns 0 once the child runs (holding the lock)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -288,6 +315,10 @@ def _daemonize(ops: Any, fs: Filesystem, mp: str, options: MountOptions, dev: An
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.chdir("/")
+            # Only the daemon logs to the file: the caller (maybe a test runner calling
+            # fsproto.cli.cli in-process) keeps its own logging configuration.
+            install_log_handler(handler, debug=debug)
+            log.info("mounted %s (%s) on %s", options.fsname, format_name, mp)
             # flock belongs to the open file, which parent and child share: re-stamp our pid.
             os.ftruncate(lock_fd, 0)
             os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
@@ -301,6 +332,7 @@ def _daemonize(ops: Any, fs: Filesystem, mp: str, options: MountOptions, dev: An
             logging.shutdown()
             os._exit(status)
     os.close(write_end)
+    handler.close()
     ok = os.read(read_end, 1) == b"1"
     os.close(read_end)
     # The parent's copies of the lock, /dev/fuse and device descriptors go with it; it must
@@ -370,4 +402,4 @@ def _wait_for_daemon(mp: str, timeout: float) -> None:
         os.close(fd)
 
 
-__all__ = ["serve", "mount_device", "umount", "setup_logging"]
+__all__ = ["serve", "mount_device", "umount", "setup_logging", "make_log_handler", "install_log_handler"]
