@@ -103,8 +103,8 @@ cms_umount() {
     _log=$(_cmsref_log "$_mnt")
     umount "$_mnt" 2> /dev/null || umount -l "$_mnt"
     _pid=$(cat "$_log.pid")
-    wait "$_pid"
-    _rc=$?
+    _rc=0
+    wait "$_pid" || _rc=$?
     [ -s "$_log" ] && sed 's/^/cmsfs-fuse: /' "$_log" >&2
     rm -f "$_log" "$_log.pid"
     return $_rc
@@ -120,17 +120,18 @@ cms_inspect() {
     stat -f -c '%S %b %f %c %d' /ib > "$_d/statfs"
     (cd /ib && find . -mindepth 1 -maxdepth 1) > "$_d/order"
     if [ -s "$_d/order" ]; then
-        (cd /ib && stat -c '%n|%s|%Y' -- *) > "$_d/stat.b" 2>> "$_d/errors"
-        (cd /ia && stat -c '%n|%s|%Y' -- *) > "$_d/stat.a" 2>> "$_d/errors"
+        # "|| :" everywhere: a job may run with set -e, and a failed read is a finding here
+        (cd /ib && stat -c '%n|%s|%Y' -- *) > "$_d/stat.b" 2>> "$_d/errors" || :
+        (cd /ia && stat -c '%n|%s|%Y' -- *) > "$_d/stat.a" 2>> "$_d/errors" || :
         for _x in record_format record_lrecl file_mode; do
-            (cd /ib && getfattr -n "user.$_x" -- *) > "$_d/xattr.$_x" 2>> "$_d/errors"
+            (cd /ib && getfattr -n "user.$_x" -- *) > "$_d/xattr.$_x" 2>> "$_d/errors" || :
         done
-        (cd /ib && sha256sum -- *) > "$_d/sha.b" 2>> "$_d/errors"
-        (cd /ia && sha256sum -- *) > "$_d/sha.a" 2>> "$_d/errors"
+        (cd /ib && sha256sum -- *) > "$_d/sha.b" 2>> "$_d/errors" || :
+        (cd /ia && sha256sum -- *) > "$_d/sha.a" 2>> "$_d/errors" || :
     fi
-    cms_umount /ia 2>> "$_d/errors"
-    echo "a $?" > "$_d/daemons"
-    cms_umount /ib 2>> "$_d/errors"
-    echo "b $?" >> "$_d/daemons"
+    _rc=0; cms_umount /ia 2>> "$_d/errors" || _rc=$?
+    echo "a $_rc" > "$_d/daemons"
+    _rc=0; cms_umount /ib 2>> "$_d/errors" || _rc=$?
+    echo "b $_rc" >> "$_d/daemons"
 }
 """
