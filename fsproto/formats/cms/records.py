@@ -44,15 +44,18 @@ class FileMap:
         return self.rec_bin[self.nrec]
 
 
-def read_stream(vol: Volume, tree: Tree, start: int, end: int) -> bytes:
-    """Stream bytes [start, end) (clipped to the leaves), reading physically contiguous runs at once."""
+def stream_parts(vol: Volume, tree: Tree, start: int, end: int) -> list[memoryview]:
+    """Stream bytes [start, end) (clipped to the leaves) as views into one device read per
+    physically contiguous run: joining them is the only copy a read makes (large allocations,
+    not Python, are what reads cost here).
+    """
     bs = vol.block_size
     end = min(end, len(tree.leaves) * bs)
     if start >= end:
-        return b""
+        return []
     first, last = start // bs, (end - 1) // bs
     leaves = tree.leaves
-    parts: list[bytes] = []
+    parts: list[memoryview] = []
     j = first
     while j <= last:
         b = leaves[j]
@@ -60,15 +63,40 @@ def read_stream(vol: Volume, tree: Tree, start: int, end: int) -> bytes:
         if b == 0:
             while k <= last and leaves[k] == 0:
                 k += 1
-            parts.append(bytes((k - j) * bs))
+            data = memoryview(bytes((k - j) * bs))
         else:
             while k <= last and leaves[k] == b + (k - j) and k - j < 4 * _CHUNK_BLOCKS:
                 k += 1
-            parts.append(vol.read_blocks(b, k - j))
+            data = memoryview(vol.read_blocks(b, k - j))
+        lo = j * bs
+        parts.append(data[max(0, start - lo) : min(len(data), end - lo)])
         j = k
-    data = b"".join(parts)
-    off = start - first * bs
-    return data[off : off + (end - start)]
+    return parts
+
+
+def read_stream(vol: Volume, tree: Tree, start: int, end: int) -> bytes:
+    """Stream bytes [start, end) as bytes."""
+    parts = stream_parts(vol, tree, start, end)
+    if len(parts) == 1 and isinstance(parts[0].obj, bytes) and len(parts[0]) == len(parts[0].obj):
+        return parts[0].obj
+    return b"".join(parts)
+
+
+def _pieces(parts: list[memoryview], base: int, segs: list[tuple[int, int]]) -> list[memoryview]:
+    """Cut stream *segs* (offset, length), sorted, out of *parts* that start at stream offset *base*."""
+    out: list[memoryview] = []
+    pi, p_lo = 0, base
+    for a, n in segs:
+        z = a + n
+        while a < z:
+            while p_lo + len(parts[pi]) <= a:
+                p_lo += len(parts[pi])
+                pi += 1
+            part = parts[pi]
+            take = min(z, p_lo + len(part)) - a
+            out.append(part[a - p_lo : a - p_lo + take])
+            a += take
+    return out
 
 
 def index_v_records(vol: Volume, tree: Tree, nrec: int, *, what: str) -> FileMap:
@@ -117,16 +145,12 @@ def read_binary(vol: Volume, fm: FileMap, offset: int, size: int) -> bytes:
     j = bisect_right(rec_bin, end - 1) - 1  # last record touched
     s_start = rec_pos[i] + 2 + (offset - rec_bin[i])
     s_end = rec_pos[j] + 2 + (end - rec_bin[j])
-    raw = read_stream(vol, fm.tree, s_start, s_end)
-    if i == j:
-        return raw
-    mv = memoryview(raw)
-    parts = [mv[: rec_pos[i] + 2 + fm.rec_len[i] - s_start]]
+    parts = stream_parts(vol, fm.tree, s_start, s_end)
+    segs = [(s_start, rec_pos[i] + 2 + fm.rec_len[i] - s_start if i < j else s_end - s_start)]
     for r in range(i + 1, j + 1):
-        a = rec_pos[r] + 2 - s_start
-        b = a + fm.rec_len[r] if r < j else len(raw)
-        parts.append(mv[a:b])
-    return b"".join(parts)
+        a = rec_pos[r] + 2
+        segs.append((a, fm.rec_len[r] if r < j else s_end - a))
+    return b"".join(_pieces(parts, s_start, segs))
 
 
 def iter_records(vol: Volume, fm: FileMap):
