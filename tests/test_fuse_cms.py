@@ -177,6 +177,8 @@ def test_shell_behaviour(cms: CmsMount, tmp_path: Path):
     assert st.st_mtime == __import__("time").mktime((2001, 2, 3, 4, 5, 6, 0, 0, -1))
     ls = subprocess.run(["ls", "-l", "--time-style=+%Y-%m-%d %H:%M:%S", str(mp)], capture_output=True, text=True, check=True)
     assert "2001-02-03 04:05:06 BYE.TXT" in ls.stdout
+    assert ls.stderr == ""  # e.g. no complaint about the root directory's ACL attribute
+    assert os.listxattr(mp) == []
     # An editor: write a temp file, rename it over the original.
     (mp / "BYE.TMP").write_text("edited\n")
     os.rename(mp / "BYE.TMP", mp / "BYE.TXT")
