@@ -287,6 +287,35 @@ class MountError(FsprotoError):
     errno = _errno.EIO
 
 
+# --- storage controllers (user-space NVMe / AHCI drivers) ---------------------------------
+
+
+class CommandError(ControllerError):
+    """A controller completed a command with an error status.
+
+    ``status`` is the decoded status (NVMe: SCT/SC/DNR; AHCI: ATA status and error bytes),
+    ``opcode`` the command's opcode; the message names both.
+    """
+
+    def __init__(self, message: str, *, opcode: int | None = None, status: dict[str, int] | None = None,
+                 **where: object) -> None:
+        super().__init__(message, **where)  # type: ignore[arg-type]
+        self.opcode = opcode
+        self.status = dict(status or {})
+
+
+class LbaOutOfRange(CommandError, OutOfRange):
+    """The controller refused an LBA past the end of the namespace/disk (NVMe SC 80h, ATA IDNF)."""
+
+    errno = _errno.EINVAL
+
+
+class CommandTimeout(ControllerError):
+    """A controller did not complete a command, or did not change state, within its time limit."""
+
+    errno = _errno.ETIMEDOUT
+
+
 def errno_for(exc: BaseException) -> int:
     """The errno a syscall should fail with for *exc* (used by the FUSE adapter)."""
     if isinstance(exc, FsprotoError):
