@@ -215,3 +215,47 @@ def test_many_files_listing(cms: CmsMount):
     cms.unmount()
     mp = cms.mount()
     assert set(os.listdir(mp)) == set(list(names)[300:])
+
+
+def test_concurrent_readers_and_writers(cms: CmsMount):
+    import threading
+
+    mp = cms.mount()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(k: int) -> None:
+        try:
+            p = mp / f"W{k}.DATA"
+            expect = b""
+            for i in range(30):
+                chunk = bytes([65 + k]) * (3000 + 997 * i)
+                with open(p, "ab") as f:
+                    f.write(chunk)
+                expect += chunk
+                assert p.read_bytes() == expect
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                for name in os.listdir(mp):
+                    try:
+                        data = (mp / name).read_bytes()
+                    except FileNotFoundError:
+                        continue
+                    assert set(data) <= {65 + int(name[1])}, name
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads + readers:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors
