@@ -121,3 +121,32 @@ def test_power_cut_after_every_write(bs: int) -> None:
             again = FORMAT.fsck(dev)
             assert again.problems == [], (cut, names[k - 1], [str(p) for p in again.problems])
             assert _state(dev) == got
+
+
+def test_write_errors_mid_operation_leave_a_clean_disk() -> None:
+    """A write that fails with MediaError (bad sector) mid-operation: the filesystem re-reads its
+    state, later operations go on, and fsck finds no error."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(40):
+        base = MemoryDevice(num_blocks=2048, block_size=512)
+        FORMAT.mkfs(base, block_size=512, label="MEDIA", clock=CLOCK)
+        fdev = FaultInjectingDevice(base, owns_inner=False)
+        fs = FORMAT.open(fdev, clock=CLOCK)
+        failures = 0
+        for _ in range(30):
+            name = f"/F{rng.randint(0, 9)}.D"
+            if rng.random() < 0.15:
+                fdev.fail_writes(rng.randint(1, 200))
+            try:
+                if not fs.exists(name):
+                    fs.create(name)
+                fs.write(name, rng.randint(0, 3000), _data(rng.randint(1, 5000), 1))
+                if rng.random() < 0.2:
+                    fs.unlink(name)
+            except MediaError:
+                failures += 1
+                fdev.heal()
+        report = FORMAT.fsck(base)
+        assert report.clean, [str(p) for p in report.problems]

@@ -14,11 +14,13 @@ namespace.py) the disk mounts read-only until ``fsck --repair``.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
 from fsproto.errors import (
     FormatError,
+    FsError,
     FsReadOnly,
     InvalidName,
     InvalidOperation,
@@ -36,7 +38,7 @@ from fsproto.formats.cms.namespace import Namespace
 from fsproto.formats.cms.pointers import read_tree
 from fsproto.formats.cms.records import FileMap, index_v_records, iter_records, read_binary, records_to_text, \
     text_to_records
-from fsproto.formats.cms.volume import Volume, date_to_ns, encode_date
+from fsproto.formats.cms.volume import Volume, date_to_ns, encode_date, find_label
 from fsproto.rawdev import BlockDevice
 from fsproto.vfs import FileStat, Filesystem, FsStats, split_path
 
@@ -44,6 +46,25 @@ XATTRS = ("user.record_format", "user.record_lrecl", "user.file_mode")
 _TEXT_CACHE_MAX = 16 << 20
 
 Key = tuple[bytes, bytes]
+
+
+def _mutation(fn):
+    """Writers: after a device or format error mid-operation, the in-memory directory and map may
+    be ahead of the disk; re-read both so nothing is allocated twice (FsErrors such as NoSpace are
+    raised before any write and rolled back where they arise).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: "CmsFilesystem", *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except FsError:
+            raise
+        except BaseException:
+            self._reload()
+            raise
+
+    return wrapper
 
 
 class CmsFilesystem(Filesystem):
@@ -65,6 +86,19 @@ class CmsFilesystem(Filesystem):
         self.read_only = dev.read_only
 
     # -- helpers -----------------------------------------------------------------------------------
+    def _reload(self) -> None:
+        """Re-read the directory and the map from the device; read-only if even that fails."""
+        self._maps.clear()
+        self._texts.clear()
+        try:
+            self.dir = Directory(self.vol)
+            am = self.dir.allocmap
+            self.amap = AllocMap.load(self.vol, am.fop, am.levels, am.records)
+            self.ns = Namespace(self)
+            self.vol.label = find_label(self.vol.dev)
+        except Exception:  # noqa: BLE001 - the device is failing: stop writing to it
+            self.read_only = True
+
     def now_date(self) -> tuple[bytes, bool]:
         return encode_date(self.clock())
 
@@ -174,6 +208,7 @@ class CmsFilesystem(Filesystem):
             return self._text(key)[offset : offset + size]
         return read_binary(self.vol, self.filemap(key), offset, size)
 
+    @_mutation
     def write(self, path: str, offset: int, data: bytes) -> int:
         """Raises FsReadOnly, NotFound, NoSpace, FileTooBig, InvalidOperation, FormatError."""
         self._check_writable()
@@ -214,6 +249,7 @@ class CmsFilesystem(Filesystem):
         files.rewrite_records(self, key, fm, recs)
         self._texts[key] = text
 
+    @_mutation
     def truncate(self, path: str, size: int) -> None:
         """Raises FsReadOnly, NotFound, NoSpace, FileTooBig, InvalidOperation."""
         self._check_writable()
@@ -230,6 +266,7 @@ class CmsFilesystem(Filesystem):
         self._texts.pop(key, None)
 
     # -- namespace -----------------------------------------------------------------------------------
+    @_mutation
     def create(self, path: str) -> FileStat:
         """A new empty V file, mode A1, LRECL 0. Raises FsReadOnly, AlreadyExists, InvalidName, NameTooLong, NoSpace."""
         from fsproto.errors import AlreadyExists
@@ -248,6 +285,7 @@ class CmsFilesystem(Filesystem):
         fm = self.filemap(key)
         return [b for b in fm.tree.leaves if b] + fm.tree.pointer_blocks()
 
+    @_mutation
     def unlink(self, path: str) -> None:
         """Raises FsReadOnly, NotFound, IsADirectory, InvalidName."""
         self._check_writable()
@@ -256,6 +294,7 @@ class CmsFilesystem(Filesystem):
         self.ns.delete(slot, blocks)
         self.forget(key)
 
+    @_mutation
     def rename(self, old: str, new: str) -> None:
         """Replaces *new* if it exists. Raises FsReadOnly, NotFound, InvalidName, NameTooLong."""
         self._check_writable()
@@ -274,6 +313,7 @@ class CmsFilesystem(Filesystem):
         if text is not None:
             self._texts[new_key] = text
 
+    @_mutation
     def set_mtime(self, path: str, mtime_ns: int) -> None:
         """Set the FST date (local time; 1900-2099). Raises FsReadOnly, NotFound, InvalidOperation."""
         self._check_writable()
@@ -306,6 +346,7 @@ class CmsFilesystem(Filesystem):
             return fst.mode_str().encode()
         raise NoSuchAttribute(f"no attribute {name}")
 
+    @_mutation
     def setxattr(self, path: str, name: str, value: bytes) -> None:
         """Raises NoSuchAttribute, InvalidOperation (file has records, bad value), FsReadOnly."""
         self._check_writable()
