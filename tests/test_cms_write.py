@@ -361,3 +361,20 @@ def test_dump_names_label_fsts_and_pointer_blocks(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert cli(["dump", str(img), "TREE.V"]) == 0
     assert "level 1: pointer blocks" in capsys.readouterr().out
+
+
+def test_file_whose_fst_moved_on_delete_is_written_in_its_new_slot() -> None:
+    """The reference keeps writing an open file to its old slot after a delete moved its FST."""
+    dev = _disk(bs=512)
+    fs = FORMAT.open(dev)
+    for n in ("/A.X", "/B.X", "/C.X"):
+        fs.create(n)
+        fs.write(n, 0, n.encode() * 10)
+    assert fs.read("/C.X", 0, 4) == b"/C.X"  # C's block map is cached now
+    fs.unlink("/A.X")  # C's FST moves into A's slot
+    assert fs.dir.slots[2].display_name() == "C.X"
+    fs.write("/C.X", 40, b"more")
+    again = FORMAT.open(dev)
+    assert again.read("/C.X", 0, 100) == b"/C.X" * 10 + b"more"
+    assert [s.name for s in again.listdir()] == ["C.X", "B.X"]
+    _clean(dev)
