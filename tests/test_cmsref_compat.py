@@ -306,3 +306,48 @@ def test_newline_bytes_in_text_view(world: dict[str, Any]) -> None:
     mine = {f["path"]: f for f in fsproto_view(world["images"][(4096, "ext")])[0]}["ALL256.DATA"]
     assert ref["text"]["size"] == mine["text"]["size"] == 257
     assert mine["text"]["sha256"] == ref["text"]["sha256"]
+
+
+# Fields that may differ between twins, and why (docs/cms-reference.md, "Twins"):
+TWIN_MASK_FST = {
+    "fop": "block placement: fsproto writes copy-on-write into free blocks, the reference in place",
+}
+TWIN_MASK_DIRECTOR = {
+    "data_blocks": "the reference never updates the DIRECTOR's data-block count (cms-edf.md); fsproto keeps it exact",
+}
+TWIN_MASK_LABEL = {
+    "ADTAMNB": "allocation hint, never read or written by the reference",
+    "ADTAMND": "allocation hint, never read or written by the reference",
+    "ADTAMUP": "allocation hint, never read or written by the reference",
+}
+
+
+def _twin(image: Path) -> tuple[dict[str, Any], list[dict[str, Any]], bytes]:
+    from fsproto.formats.cms.directory import Directory
+    from fsproto.formats.cms.volume import Volume
+
+    with ImageFile(image, block_size=512) as dev:
+        vol = Volume.open(dev)
+        d = Directory(vol)
+        count = d.slots[0].records
+        fsts = [dict(vars(f)) for f in d.slots[:count]]
+        label = {k: v for k, v in vol.label.fields.items() if not k.startswith("_")}
+    return label, fsts, image.read_bytes()
+
+
+@pytest.mark.parametrize("bs", SIZES)
+def test_twins(world: dict[str, Any], bs: int) -> None:
+    """The same workload by fsproto and by the reference on copies of one empty disk: the label
+    and every FST agree field by field, except the masked fields (each with its reason)."""
+    label_a, fsts_a, raw_a = _twin(world["images"][(bs, "fsp")])
+    label_b, fsts_b, raw_b = _twin(world["images"][(bs, "ref")])
+    diffs = [f"label {k}: {label_a[k]} != {label_b[k]}" for k in label_a
+             if k not in TWIN_MASK_LABEL and label_a[k] != label_b.get(k)]
+    assert len(fsts_a) == len(fsts_b)
+    for slot, (a, b) in enumerate(zip(fsts_a, fsts_b)):
+        mask = set(TWIN_MASK_FST) | (set(TWIN_MASK_DIRECTOR) if slot == 0 else set())
+        diffs += [f"slot {slot} {a['fname']!r}.{a['ftype']!r} {k}: {a[k]} != {b[k]}"
+                  for k in a if k not in mask and a[k] != b[k]]
+    assert diffs == []
+    blocks = [i for i in range(0, len(raw_a), bs) if raw_a[i : i + bs] != raw_b[i : i + bs]]
+    print(f"\ntwins {bs}: {len(blocks)} of {len(raw_a) // bs} blocks differ (placement); FSTs and label agree")
