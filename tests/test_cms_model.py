@@ -120,8 +120,8 @@ def _check(fs, model: dict[str, bytearray]) -> None:
 
 
 @pytest.mark.parametrize("bs", [512, 4096])
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(op, min_size=1, max_size=40))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(op, min_size=1, max_size=60))
 def test_random_ops_match_model(bs: int, ops: list) -> None:
     run_ops(bs, ops)
 

@@ -94,7 +94,7 @@ class Fst:
         return f"{ebcdic_name(self.fname)}.{ebcdic_name(self.ftype)}"
 
     def mode_str(self) -> str:
-        return self.fmode.decode("cp1047", "replace").strip()
+        return "".join(c for c in self.fmode.decode("cp1047") if c.isprintable()).strip()
 
 
 def ebcdic_name(raw: bytes) -> str:
