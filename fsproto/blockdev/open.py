@@ -67,6 +67,10 @@ def open_device(
     multiple of the block size), DeviceBusy, PartitionTableError, UsageError (bad partition
     number), DeviceError.
     """
+    if spec.startswith(("nvme:", "ahci:")) and not os.path.lexists(spec):
+        from fsproto.blockdev.nvme import open_controller  # user-space controller drivers (hw layer, lazily)
+        return open_controller(spec, writable=writable, force=force, block_size=block_size, partition=partition,
+                               overlay=overlay, trace=trace)
     path, number = parse_spec(spec, partition)
     disk_writable = writable and overlay is None
     try:

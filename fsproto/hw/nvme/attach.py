@@ -1,0 +1,123 @@
+"""Attach a user-space driver to a controller: the BAR, the PCI function and a DMA allocator.
+
+One :class:`Attachment` per backend of the hardware core, so the NVMe and AHCI drivers never
+know where they run (hardware.md 6.1):
+
+* :func:`qtest` -- QEMU's device model driven over qtest (CI, no guest, no root): an image
+  file becomes the controller's disk; DMA memory is guest RAM (guest-physical addresses).
+* :func:`uio` -- a function of this machine bound to ``uio_pci_generic`` (or unbound): BAR
+  through sysfs ``resourceN``, DMA memory from :func:`fsproto.hw.memory.malloc` with pagemap
+  physical addresses (needs root with CAP_SYS_ADMIN and no translating IOMMU, hardware.md 2.5).
+* :func:`vfio` -- a function bound to ``vfio-pci`` behind an IOMMU (type1): see
+  :mod:`fsproto.hw.vfio`.
+
+Limits: the uio path does not rebind drivers itself (``SysfsPci.rebind`` does, refused while a
+kernel driver or a mount owns the function unless forced).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from fsproto.errors import DeviceNotFound, UsageError
+from fsproto.hw.memory import DmaBuffer
+from fsproto.hw.pci import PciFunction
+from fsproto.hw.region import Region
+
+Allocator = Callable[[int], DmaBuffer]
+
+NVME_BDF = "00:04.0"  # where the qtest machine puts the NVMe function
+AHCI_BDF = "00:1f.2"  # q35's built-in ICH9 AHCI
+
+
+@dataclass
+class Attachment:
+    """What a driver needs: a name, the PCI function, its register BAR, a DMA allocator."""
+
+    name: str
+    pci: PciFunction | None
+    bar: Region
+    alloc: Allocator
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    machine: object | None = None  # the QtestMachine, when there is one (tests read its trace)
+
+    def close(self) -> None:
+        """Release everything in reverse order; idempotent, never raises."""
+        while self.closers:
+            try:
+                self.closers.pop()()
+            except Exception:  # noqa: BLE001 - teardown must reach the QEMU kill
+                pass
+
+
+def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: str = "fsproto",
+          read_only: bool = False, device_props: str = "", trace: Sequence[str] = (), memory_mb: int = 256) -> Attachment:
+    """A QEMU machine whose *controller* (``nvme`` or ``ahci``) has *image* as its disk.
+
+    *device_props* are extra ``-device`` properties (``logical_block_size=4096``); *trace* names
+    QEMU trace events (``pci_nvme_mmio_write``...) written to ``machine.trace_path``.
+    Raises DeviceNotFound (no image), UsageError, HardwareNotFound (no QEMU), QtestError.
+    """
+    from fsproto.hw.backends.qtest import QtestMachine
+
+    path = os.path.abspath(os.fspath(image))
+    if not os.path.isfile(path):
+        raise DeviceNotFound("no such image file", device=path)
+    if "," in path:
+        raise UsageError("QEMU cannot take an image path containing ','", device=path)
+    drive = f"file={path},if=none,id=d0,format=raw,cache=writeback{',readonly=on' if read_only else ''}"
+    extra = f",{device_props}" if device_props else ""
+    if controller == "nvme":
+        devices = ["-drive", drive, "-device", f"nvme,serial={serial},drive=d0,addr={NVME_BDF[3:]}{extra}"]
+        bdf, bar_index = NVME_BDF, 0
+    elif controller == "ahci":
+        devices = ["-drive", drive, "-device", f"ide-hd,drive=d0,bus=ide.0,serial={serial}{extra}"]
+        bdf, bar_index = AHCI_BDF, 5
+    else:
+        raise UsageError(f"unknown controller {controller!r} (nvme, ahci)")
+    machine = QtestMachine(devices, trace=trace, memory_mb=memory_mb)
+    try:
+        fn = machine.pci(bdf)
+        fn.assign_bars()
+        bar = fn.map_bar(bar_index)
+    except BaseException:
+        machine.close()
+        raise
+    return Attachment(f"{controller}:qtest:{path}", fn, bar, lambda n: machine.malloc(n, align=4096),
+                      [machine.close], machine)
+
+
+def uio(bdf: str, bar_index: int, *, force: bool = False) -> Attachment:
+    """A function of this machine on uio_pci_generic (or no driver): sysfs BAR, pagemap DMA.
+
+    Raises HardwareNotFound, DeviceOwned (a kernel driver or a mount owns it; unless *force*),
+    AccessDenied (no root / lockdown), HardwareError.
+    """
+    from fsproto.hw.memory import malloc
+    from fsproto.hw.pci import SysfsPci
+
+    fn = SysfsPci(bdf, writable=True, force=force)
+    try:
+        bar = fn.map_bar(bar_index, writable=True, force=force)
+    except BaseException:
+        fn.close()
+        raise
+    return Attachment(f"uio:{fn.bdf}", fn, bar, lambda n: malloc(n, huge=False), [fn.close, bar.close])
+
+
+def vfio(bdf: str, bar_index: int) -> Attachment:
+    """A function bound to vfio-pci, DMA through the IOMMU at IOVAs of our own allocator.
+
+    Raises HardwareNotFound (no group / not bound to vfio-pci), AccessDenied, HardwareError.
+    """
+    from fsproto.hw.vfio import VfioDevice
+
+    dev = VfioDevice(bdf)
+    try:
+        bar = dev.map_bar(bar_index)
+    except BaseException:
+        dev.close()
+        raise
+    return Attachment(f"vfio:{dev.bdf}", dev.pci, bar, dev.malloc, [dev.close])
