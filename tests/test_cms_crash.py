@@ -150,3 +150,68 @@ def test_write_errors_mid_operation_leave_a_clean_disk() -> None:
                 fdev.heal()
         report = FORMAT.fsck(base)
         assert report.clean, [str(p) for p in report.problems]
+
+
+def _random_workload(seed: int) -> list[Callable]:
+    import random
+
+    rng = random.Random(seed)
+    names = [f"/R{i}.DATA" for i in range(12)]
+    live: set[str] = set()
+    ops: list[Callable] = []
+    for _ in range(22):
+        name = rng.choice(names)
+        r = rng.random()
+        if name not in live or r < 0.15:
+            if name not in live:
+                live.add(name)
+                ops.append(lambda fs, n=name: fs.create(n))
+            continue
+        if r < 0.5:
+            off, size, s = rng.randint(0, 6000), rng.randint(1, 9000), rng.randint(0, 99)
+            ops.append(lambda fs, n=name, o=off, z=size, s=s: fs.write(n, o, _data(z, s)))
+        elif r < 0.65:
+            size = rng.randint(0, 7000)
+            ops.append(lambda fs, n=name, z=size: fs.truncate(n, z))
+        elif r < 0.8:
+            live.discard(name)
+            ops.append(lambda fs, n=name: fs.unlink(n))
+        else:
+            other = rng.choice(names)
+            if other != name:
+                live.discard(name)
+                live.add(other)
+                ops.append(lambda fs, a=name, b=other: fs.rename(a, b))
+    return ops
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_power_cut_during_random_workloads(seed: int) -> None:
+    base = MemoryDevice(num_blocks=(1 << 20) // 512, block_size=512)
+    FORMAT.mkfs(base, block_size=512, label="RAND", clock=CLOCK)
+    fs = FORMAT.open(base, clock=CLOCK)
+    for i in range(9):  # two directory blocks before the workload starts
+        fs.create(f"/PRE{i}.DATA")
+    fs.close()
+    ops = _random_workload(seed)
+    ref = base.clone()
+    fdev = FaultInjectingDevice(ref, owns_inner=False)
+    fs = FORMAT.open(fdev, clock=CLOCK)
+    marks, states = [0], [_state(ref)]
+    for op in ops:
+        op(fs)
+        marks.append(fdev.writes_seen)
+        states.append(_state(ref))
+    for cut in range(marks[-1] + 1):
+        dev = base.clone()
+        f = FaultInjectingDevice(dev, cut_after_writes=cut, after_cut="error", owns_inner=False)
+        wfs = FORMAT.open(f, clock=CLOCK)
+        try:
+            for op in ops:
+                op(wfs)
+        except MediaError:
+            pass
+        k = next(i for i in range(1, len(marks)) if marks[i] >= cut)
+        report = FORMAT.fsck(dev)
+        assert report.clean, (seed, cut, [str(p) for p in report.problems])
+        assert _state(dev) in (states[k - 1], states[k]), (seed, cut, k)
