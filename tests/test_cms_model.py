@@ -171,3 +171,40 @@ def test_text_view_round_trip(lines: list[str], recfm: str, cp: str, piece: int)
     want = [(x.ljust(90) if recfm == "F" else (x or " ")) + "\n" for x in lines]
     assert FORMAT.open(dev, text=True, codepage=cp).read("/T.TEXT", 0, 1 << 20) == "".join(want).encode()
     assert FORMAT.fsck(dev).problems == []
+
+
+@pytest.mark.parametrize("bs,seed", [(512, 11), (4096, 12)])
+def test_fsx_single_file(bs: int, seed: int) -> None:
+    """fsx-style: one file, writes anywhere (up to 200 KB), truncates up and down, reopens, reads
+    checked against a bytearray (good_buf); crosses pointer-tree level changes at 512."""
+    import random
+
+    rng = random.Random(seed)
+    dev = MemoryDevice(num_blocks=(16 << 20) // 512, block_size=512)
+    FORMAT.mkfs(dev, block_size=bs, label="FSX")
+    fs = FORMAT.open(dev)
+    fs.create("/FSX.DATA")
+    good = bytearray()
+    for i in range(300):
+        r = rng.random()
+        if r < 0.45:
+            off, n = rng.randint(0, 2_000_000), rng.randint(1, 200_000)
+            data = rng.randbytes(n)
+            fs.write("/FSX.DATA", off, data)
+            if off > len(good):
+                good.extend(bytes(off - len(good)))
+            good[off : off + n] = data
+        elif r < 0.6:
+            size = rng.randint(0, 2_000_000)
+            fs.truncate("/FSX.DATA", size)
+            del good[size:]
+            good.extend(bytes(size - len(good)))
+        elif r < 0.65:
+            fs.close()
+            fs = FORMAT.open(dev)
+        else:
+            off, n = rng.randint(0, len(good)), rng.randint(0, 300_000)
+            assert fs.read("/FSX.DATA", off, n) == bytes(good[off : off + n]), (i, off, n)
+        assert fs.stat("/FSX.DATA").size == len(good), i
+    assert FORMAT.open(dev).read("/FSX.DATA", 0, len(good)) == bytes(good)
+    assert FORMAT.fsck(dev).problems == []

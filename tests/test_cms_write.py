@@ -378,3 +378,18 @@ def test_file_whose_fst_moved_on_delete_is_written_in_its_new_slot() -> None:
     assert again.read("/C.X", 0, 100) == b"/C.X" * 10 + b"more"
     assert [s.name for s in again.listdir()] == ["C.X", "B.X"]
     _clean(dev)
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_huge_sizes_are_refused_before_memory_is_used(text: bool) -> None:
+    dev = _disk(bs=1024, size=1 << 20)
+    fs = FORMAT.open(dev, text=text)
+    fs.create("/H.X")
+    fs.write("/H.X", 0, b"abc\n")
+    for call in (lambda: fs.truncate("/H.X", 10**15), lambda: fs.write("/H.X", 10**15, b"x"),
+                 lambda: fs.truncate("/H.X", 3 << 20)):
+        with pytest.raises(NoSpace):
+            call()
+    assert fs.read("/H.X", 0, 10) == b"abc\n"
+    assert fs.read("/H.X", 10**15, 10**12) == b""
+    _clean(dev)

@@ -27,6 +27,7 @@ from fsproto.errors import (
     IsADirectory,
     NoSuchAttribute,
     NotADirectory,
+    NoSpace,
     NotFound,
 )
 from fsproto.formats.cms import files
@@ -130,6 +131,12 @@ class CmsFilesystem(Filesystem):
             raise NotFound(f"{path}: no such file", device=self.vol.name)
         return key, slot
 
+    def _check_fits(self, end: int) -> None:
+        """A file can never outgrow the disk: refuse before materialising anything that big."""
+        limit = self.vol.num_blocks * self.vol.block_size * (2 if self.text else 1)
+        if end > limit:
+            raise NoSpace(f"{end} bytes cannot fit a disk of {limit} bytes", device=self.vol.name)
+
     def _check_writable(self) -> None:
         if self.read_only:
             raise FsReadOnly("filesystem is read-only")
@@ -218,6 +225,7 @@ class CmsFilesystem(Filesystem):
         data = bytes(data)
         if not data:
             return 0
+        self._check_fits(offset + len(data))
         fm = self.filemap(key)
         if self.text:
             cur = self._text(key)
@@ -256,6 +264,7 @@ class CmsFilesystem(Filesystem):
         key, _ = self._slot(path)
         if size < 0:
             raise InvalidOperation("negative size")
+        self._check_fits(size)
         fm = self.filemap(key)
         if self.text:
             cur = self._text(key)
