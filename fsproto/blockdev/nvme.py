@@ -85,6 +85,8 @@ class NvmeBlockDevice(BlockDevice):
         try:
             self._bounce.free()
             self.controller.close()
+        except HardwareError as e:
+            raise MediaError(f"controller shutdown failed: {e}", device=self._name) from e
         finally:
             if self.attachment is not None:
                 self.attachment.close()

@@ -1,0 +1,44 @@
+"""The CLI on a namespace behind fsproto's NVMe driver (``nvme:qtest:IMAGE``): mkfs, put, ls and
+fsck work unchanged, and the offline tools read the same image afterwards."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from fsproto.cli import cli
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86 (tools/setup.sh)"),
+    pytest.mark.timeout(120),
+]
+
+
+def test_mkfs_put_ls_on_an_nvme_namespace(tmp_path, capsys):
+    img = tmp_path / "disk.img"
+    img.write_bytes(b"\0" * (4 << 20))
+    spec = f"nvme:qtest:{img}"
+    assert cli(["mkfs", "--format", "cms", "--label", "NVME01", spec]) == 0
+    names = []
+    for i in range(3):
+        src = tmp_path / f"FILE{i}.DATA"
+        src.write_bytes(f"record {i}\n".encode() * (i * 300 + 1))
+        names.append(src.name)
+        assert cli(["put", spec, str(src)]) == 0
+    capsys.readouterr()
+    assert cli(["ls", spec]) == 0
+    over_nvme = capsys.readouterr().out.split()
+    assert cli(["ls", str(img)]) == 0  # the same image, read offline by the file backend
+    offline = capsys.readouterr().out.split()
+    assert sorted(over_nvme) == sorted(offline) == sorted(names)
+    assert cli(["cat", str(img), "FILE2.DATA"]) == 0
+    assert capsys.readouterr().out == "record 2\n" * 601
+    assert cli(["fsck", spec]) == 0
+
+
+def test_bad_controller_specs_print_one_line(tmp_path, capsys):
+    assert cli(["ls", f"nvme:qtest:{tmp_path}/missing.img"]) == 8
+    assert cli(["ls", "nvme:not-a-bdf"]) == 16
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("fsproto: error: ") for line in err)
