@@ -88,43 +88,50 @@ class FatTable:
         return self.get(n) == 0
 
     # -- chains ------------------------------------------------------------------------------
-    def chain(self, start: int, *, limit: int | None = None, owner: str = "") -> list[int]:
+    def chain(self, start: int, *, limit: int | None = None, owner: str = "",
+              prefix: list[int] | None = None) -> list[int]:
         """The clusters of the chain starting at *start* (empty for start 0).
 
-        Stops after *limit* clusters when given (a file needs no more than its size). Raises
+        Stops after *limit* clusters when given (a file needs no more than its size); *prefix*,
+        a chain already walked from *start*, is continued instead of walked again. Raises
         FormatError naming the cluster for a start or link outside the disk, a link into a free
         or bad cluster, or a loop.
         """
         if start == 0:
             return []
         what = f"{owner}: " if owner else ""
-        if not 2 <= start <= self.max_cluster:
-            raise self.vol.format_error(f"{what}first cluster {start} is outside clusters 2..{self.max_cluster}",
+        maxc = self.max_cluster
+        if not 2 <= start <= maxc:
+            raise self.vol.format_error(f"{what}first cluster {start} is outside clusters 2..{maxc}",
                                         cluster=start, struct="FAT")
-        out = [start]
-        seen = {start}
-        bound = self.max_cluster if limit is None else min(limit, self.max_cluster)
-        c = start
+        out = list(prefix) if prefix else [start]
+        seen = set(out)
+        bound = maxc if limit is None else min(limit, maxc)
+        ent, eoc_min = self.entries, self.eoc_min
+        mask = layout.FAT32_MASK if self.fat_type == 32 else 0xFFFFFFFF
+        c = out[-1]
+        # The hot loop of every read: locals only; each link is checked before it is followed.
         while len(out) < bound:
-            nxt = self.get(c)
-            if nxt >= self.eoc_min:
+            nxt = ent[c] & mask
+            if nxt >= eoc_min:
                 return out
-            if nxt == 0:  # c is in a chain but its FAT entry says free
-                raise self.vol.format_error(f"{what}cluster {c} is in a chain but marked free", cluster=c,
-                                            struct="FAT")
-            if nxt == self.bad:
-                raise self.vol.format_error(f"{what}chain links cluster {c} to a bad cluster", cluster=c,
-                                            struct="FAT")
-            if not 2 <= nxt <= self.max_cluster:
-                raise self.vol.format_error(f"{what}chain runs off the disk: cluster {c} links to {nxt}",
-                                            cluster=c, struct="FAT")
-            if nxt in seen:
-                raise self.vol.format_error(f"{what}chain loops: cluster {c} links back to {nxt}", cluster=c,
-                                            struct="FAT")
+            if nxt < 2 or nxt > maxc or nxt == self.bad or nxt in seen:
+                raise self._link_error(what, c, nxt, seen)
             seen.add(nxt)
             out.append(nxt)
             c = nxt
         return out
+
+    def _link_error(self, what: str, c: int, nxt: int, seen: set[int]) -> Exception:
+        if nxt == 0:  # c is in a chain but its FAT entry says free
+            msg = f"{what}cluster {c} is in a chain but marked free"
+        elif nxt == self.bad:
+            msg = f"{what}chain links cluster {c} to a bad cluster"
+        elif nxt in seen:
+            msg = f"{what}chain loops: cluster {c} links back to {nxt}"
+        else:
+            msg = f"{what}chain runs off the disk: cluster {c} links to {nxt}"
+        return self.vol.format_error(msg, cluster=c, struct="FAT")
 
     # -- allocation -------------------------------------------------------------------------
     def allocate(self, count: int, *, after: int = 0) -> list[int]:

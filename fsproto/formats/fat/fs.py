@@ -69,9 +69,10 @@ class FatFilesystem(Filesystem):
         return d
 
     def _chain(self, entry: DirEntry, path: str, *, need: int | None = None) -> list[int]:
+        """The first *need* clusters of the file (all when None), continuing a cached walk."""
         c = self._chains.get(entry.cluster)
-        if c is None or (need is not None and len(c) < need):
-            c = self.fat.chain(entry.cluster, limit=need, owner=path)
+        if c is None or (need is None or len(c) < need):
+            c = self.fat.chain(entry.cluster, limit=need, owner=path, prefix=c)
             if len(self._chains) >= _CHAIN_CACHE_MAX:
                 self._chains.clear()
             self._chains[entry.cluster] = c
