@@ -67,7 +67,10 @@ def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: st
         raise DeviceNotFound("no such image file", device=path)
     if "," in path:
         raise UsageError("QEMU cannot take an image path containing ','", device=path)
-    drive = f"file={path},if=none,id=d0,format=raw,cache=writeback{',readonly=on' if read_only else ''}"
+    # Read-only: NVMe takes a read-only drive; ide-hd refuses one, so AHCI gets a snapshot
+    # (writes would go to a temporary overlay): either way nothing can reach the image.
+    ro = (",readonly=on" if controller == "nvme" else ",snapshot=on") if read_only else ""
+    drive = f"file={path},if=none,id=d0,format=raw,cache=writeback{ro}"
     extra = f",{device_props}" if device_props else ""
     if controller == "nvme":
         devices = ["-drive", drive, "-device", f"nvme,serial={serial},drive=d0,addr={NVME_BDF[3:]}{extra}"]
