@@ -22,7 +22,7 @@ def test_fsx_memfs(tmp_path: Path):
     ref.mkdir()
     m = start_memfs(tmp_path)
     try:
-        fsx = Fsx(m.mountpoint, ref, SEED, FsxConfig(max_size=256 << 10, max_io=16 << 10))
+        fsx = Fsx(m.mountpoint, ref, SEED, FsxConfig(max_size=128 << 10, max_io=8 << 10))
         counts = fsx.run(NOPS)
         assert sum(counts.values()) == NOPS
         assert all(counts[op] > 1000 for op in ("write", "read", "truncate", "rename"))
