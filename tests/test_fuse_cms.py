@@ -111,6 +111,8 @@ def test_device_full_gives_enospc_and_stays_fsck_clean(tmp_path: Path):
                 for _ in range(64):
                     f.write(os.urandom(64 << 10))
         assert e.value.errno == errno.ENOSPC
+        # Sizes far past the device fail at once, without allocating anything.
+        assert errno_of(os.truncate, mp / "FIRST.BIN", 1 << 40) in (errno.ENOSPC, errno.EFBIG)
         assert (mp / "FIRST.BIN").read_bytes() == b"a" * 100_000
         (mp / "HUGE.BIN").unlink()
         (mp / "AFTER.BIN").write_bytes(b"b" * 10_000)  # space is usable again
