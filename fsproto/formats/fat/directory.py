@@ -302,7 +302,10 @@ class Directory:
                 raise vol.format_error(f"directory chain of {len(self.chain)} clusters exceeds 65536 entries",
                                        cluster=cluster, struct="directory")
             self.raw = bytearray(self._read_chain())
+        # Parsed once per load, then kept in step with every add/update/remove (slot order);
+        # _index maps upper-cased long and short names to entries for O(1) lookups.
         self._entries: list[DirEntry] | None = None
+        self._index: dict[str, DirEntry] = {}
 
     def _read_chain(self) -> bytes:
         parts = []
@@ -313,15 +316,38 @@ class Directory:
     def entries(self) -> list[DirEntry]:
         if self._entries is None:
             self._entries = parse_entries(self.raw)
+            self._index = {}
+            for e in reversed(self._entries):  # the first of two equal names wins, as in a scan
+                self._index_add(e)
         return self._entries
+
+    def _keys(self, e: DirEntry) -> tuple[str, str]:
+        return e.name.upper(), short_display(e.short, 0).upper()
+
+    def _index_add(self, e: DirEntry) -> None:
+        for k in self._keys(e):
+            self._index[k] = e
+
+    def _track(self, old: DirEntry | None, new: DirEntry | None) -> None:
+        """Keep the parsed list and the index in step with one entry change."""
+        if self._entries is None:
+            return
+        if old is not None:
+            self._entries = [x for x in self._entries if x.slot != old.slot]
+            for k in self._keys(old):
+                if self._index.get(k) is not None and self._index[k].slot == old.slot:
+                    del self._index[k]
+        if new is not None:
+            pos = len(self._entries)
+            while pos and self._entries[pos - 1].slot > new.slot:
+                pos -= 1
+            self._entries.insert(pos, new)
+            self._index_add(new)
 
     def find(self, name: str) -> DirEntry | None:
         """The entry named *name*, matched case-insensitively against long and short names."""
-        key = name.upper()
-        for e in self.entries():
-            if e.name.upper() == key or short_display(e.short, 0).upper() == key:
-                return e
-        return None
+        self.entries()
+        return self._index.get(name.upper())
 
     # -- writing ------------------------------------------------------------------------------
     def _slot_offset(self, slot: int) -> int:
@@ -338,7 +364,6 @@ class Directory:
         for sec in sectors:
             dev_off = self._slot_offset(sec * per)
             self.vol.write_bytes(dev_off, self.raw[sec * ss : (sec + 1) * ss])
-        self._entries = None
 
     def _find_free_run(self, count: int) -> int | None:
         run = 0
@@ -391,6 +416,7 @@ class Directory:
         for k, data in enumerate(lfn + [placed.build()]):
             self.raw[(start + k) * 32 : (start + k + 1) * 32] = data
         self._write_slots(list(range(start, start + n)))
+        self._track(None, placed)
         return placed
 
     def _end_slot(self) -> int:
@@ -406,13 +432,16 @@ class Directory:
         return end
 
     def write_slot(self, slot: int) -> None:
-        """Write the sector holding *slot* after the caller patched ``raw``."""
+        """Write the sector holding *slot* after the caller patched ``raw`` (re-parsed lazily)."""
         self._write_slots([slot])
+        self._entries = None
 
     def update(self, entry: DirEntry) -> None:
         """Rewrite the 8.3 entry of *entry* in place (size, cluster, times, attributes)."""
+        old = next((x for x in self.entries() if x.slot == entry.slot), None)
         self.raw[entry.slot * 32 : entry.slot * 32 + 32] = entry.build()
         self._write_slots([entry.slot])
+        self._track(old, entry)
 
     def remove(self, entry: DirEntry) -> None:
         """Mark every slot of *entry* deleted; the 8.3 entry's sector is written first."""
@@ -420,6 +449,7 @@ class Directory:
         for s in slots:
             self.raw[s * 32] = layout.DIR_FREE
         self._write_slots(slots, descending=True)
+        self._track(entry, None)
 
     def shorts(self) -> set[bytes]:
         """Every 8.3 name in use (including dot entries and the label) for tail generation."""

@@ -255,8 +255,9 @@ class FatFilesystem(Filesystem):
             raise AlreadyExists(f"{path} exists", device=self.vol.name)
         return d, cluster, name
 
-    def _place(self, d: DirEntry | None, parent: Directory, name: str, attr: int, cluster: int,
+    def _place(self, parent: Directory, name: str, attr: int, cluster: int,
                template: DirEntry | None = None) -> DirEntry:
+        """Add an entry for *name* to *parent*, with a long name unless it is an exact 8.3 name."""
         short = dirmod.exact_short_name(name)
         taken = parent.shorts()
         long_name = None
@@ -271,7 +272,7 @@ class FatFilesystem(Filesystem):
     def create(self, path: str) -> FileStat:
         """Raises FsReadOnly, AlreadyExists, InvalidName, NameTooLong, NoSpace, NotFound."""
         d, _, name = self._new_slot(path)
-        return self._stat(self._place(None, d, name, layout.ATTR_ARCHIVE, 0))
+        return self._stat(self._place(d, name, layout.ATTR_ARCHIVE, 0))
 
     def unlink(self, path: str) -> None:
         """Raises FsReadOnly, NotFound, IsADirectory, FormatError."""
@@ -299,7 +300,7 @@ class FatFilesystem(Filesystem):
             raise
         self._fsinfo_dirty = True
         self._dirs.pop(c, None)
-        return self._stat(self._place(None, d, name, layout.ATTR_DIRECTORY, c))
+        return self._stat(self._place(d, name, layout.ATTR_DIRECTORY, c))
 
     def rmdir(self, path: str) -> None:
         """Raises FsReadOnly, NotFound, NotADirectory, DirectoryNotEmpty, InvalidOperation."""
@@ -362,7 +363,7 @@ class FatFilesystem(Filesystem):
             pn.remove(en)
             self._dirs.pop(en.cluster, None)
             self._chains.pop(en.cluster, None)
-        self._place(None, pn, name, eo.attr, eo.cluster, template=eo)
+        self._place(pn, name, eo.attr, eo.cluster, template=eo)
         po.remove(eo)  # slots never move, so eo still names the old entry's slots
         if eo.is_dir and po is not pn:
             sub = self._dir(eo.cluster, new)

@@ -128,13 +128,8 @@ def mkfs(dev: BlockDevice, *, fat: int | str | None = None, block_size: int | No
         boot = layout.BOOT_SECTOR_FAT16.build(dict(bpb=common, boot_code_62=bytes(448), **tail))
 
     def put(sector: int, data: bytes) -> None:
-        data = data.ljust(ss, b"\0")
-        bs = dev.block_size
-        off = sector * ss
-        if bs <= ss:
-            dev.write(off // bs, data)
-        else:  # ss == bs here (ss = max(512, block size))
-            dev.write(off // bs, data)
+        # ss is a multiple of the device block size (ss = max(512, block size)), so sectors align.
+        dev.write(sector * ss // dev.block_size, data.ljust(ss, b"\0"))
 
     put(0, boot)
     if fat_type == 32:
