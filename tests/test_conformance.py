@@ -35,3 +35,14 @@ class TestTutorial(ConformanceTests):
 class TestCms(ConformanceTests):
     fut = FormatUnderTest(CMS, "cms", ("ALPHA.DATA", "BETA.FILE", "GAMMA.BIN", "DELTA.TEXT", "E.X"),
                           mkfs_options={"block_size": 4096}, device_bytes=8 << 20)
+
+
+ALL = [TestFat12.fut, TestFat16.fut, TestFat32.fut, TestTutorial.fut, TestCms.fut]
+
+
+@pytest.mark.parametrize("fut", ALL, ids=[f.id for f in ALL])
+def test_each_fresh_image_is_recognised_by_its_own_format_only(fut: FormatUnderTest) -> None:
+    dev = fut.fresh()
+    others = {f.format for f in ALL} - {fut.format}
+    assert fut.format.probe(dev)
+    assert [f.name for f in others if f.probe(dev)] == []
