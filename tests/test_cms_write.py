@@ -393,3 +393,27 @@ def test_huge_sizes_are_refused_before_memory_is_used(text: bool) -> None:
     assert fs.read("/H.X", 0, 10) == b"abc\n"
     assert fs.read("/H.X", 10**15, 10**12) == b""
     _clean(dev)
+
+
+def test_nearly_full_disk_append_to_a_big_file() -> None:
+    """Copy-on-write needs a few pointer blocks per change; running out mid-way rolls back."""
+    dev = _disk(bs=512, size=1 << 20)
+    fs = FORMAT.open(dev)
+    fs.create("/BIG.V")
+    fs.write("/BIG.V", 0, b"b" * 60000)  # ~118 blocks, 2 pointer levels
+    fs.create("/FILL.V")
+    while True:
+        try:
+            fs.write("/FILL.V", fs.stat("/FILL.V").size, b"f" * 500)
+        except NoSpace:
+            break
+    assert fs.amap.free < 10
+    appended = 0
+    for _ in range(20):
+        try:
+            fs.write("/BIG.V", 60000 + appended, b"x")
+            appended += 1
+        except NoSpace:
+            break
+    assert FORMAT.open(dev).read("/BIG.V", 0, 10**6) == b"b" * 60000 + b"x" * appended
+    _clean(dev)

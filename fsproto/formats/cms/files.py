@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fsproto.errors import FileTooBig, InvalidOperation, NoSpace
 from fsproto.formats.cms.layout import MAX_V_RECORD
-from fsproto.formats.cms.pointers import Tree, level_counts, levels_for, update_tree, v_leaf_meta
+from fsproto.formats.cms.pointers import Tree, update_tree, v_leaf_meta
 from fsproto.formats.cms.records import FileMap, read_stream
 
 if TYPE_CHECKING:
@@ -62,10 +62,6 @@ class Txn:
         self.fs.write_used()
 
 
-def pointer_overhead(nblocks: int, ppb: int) -> int:
-    return sum(level_counts(nblocks, levels_for(nblocks, ppb), ppb)[1:])
-
-
 def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, patches: list[tuple[int, bytes]],
                   new_len: int, *, nrec: int, lrecl: int, v_index: tuple[array, array, array] | None = None,
                   struct_from: int | None = None) -> None:
@@ -88,9 +84,10 @@ def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, pa
         first, last = o // bs, min((o + len(d) - 1) // bs, new_n - 1)
         changed.update(range(first, last + 1))
         full_cover.update(range(-(-o // bs), (o + len(d)) // bs))
-    need = len(changed) + pointer_overhead(new_n, old.ppb)
-    if need > fs.amap.free:
-        raise NoSpace(f"needs {need} free blocks, {fs.amap.free} left", device=vol.name)
+    # Data blocks are checked up front; pointer blocks, fewer and harder to count exactly, make
+    # allocate() raise NoSpace, which rolls back (nothing durable has changed before prepare()).
+    if len(changed) > fs.amap.free:
+        raise NoSpace(f"needs {len(changed)} free blocks, {fs.amap.free} left", device=vol.name)
     txn = Txn(fs)
     try:
         leaves = array("I", old.leaves[:new_n])
@@ -138,7 +135,6 @@ def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, pa
                     dirty.add(j)
         update_tree(old, new, dirty, bs, txn.alloc, txn.write, txn.freed)
         slot = fs.dir.index[key]
-        fst = fs.dir.slots[slot]
         upd = dict(fop=new.fop, data_blocks=new.data_block_count(), records=nrec, lrecl=lrecl, levels=new.levels)
         txn.prepare()
         fs.commit_fst(slot, upd, touch=True)
@@ -150,7 +146,6 @@ def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, pa
     fm.tree, fm.nrec, fm.lrecl, fm.stream_len = new, nrec, lrecl, new_len
     if v_index is not None:
         fm.rec_pos, fm.rec_len, fm.rec_bin = v_index
-    del fst
 
 
 def _runs(sorted_idx: list[int]):
