@@ -23,6 +23,13 @@ class TestFat16(ConformanceTests):
                           directories=True, metadata_bytes=96 << 10)
 
 
+class TestFat16Sectors4K(ConformanceTests):
+    """A 4096-byte-block device: mkfs makes 4096-byte FAT sectors."""
+
+    fut = FormatUnderTest(FAT, "fat16-4k", FAT_NAMES, mkfs_options={"fat": 16}, device_bytes=40 << 20,
+                          device_block_size=4096, directories=True, metadata_bytes=128 << 10)
+
+
 class TestFat32(ConformanceTests):
     fut = FormatUnderTest(FAT, "fat32", FAT_NAMES, mkfs_options={"fat": 32}, device_bytes=36 << 20,
                           directories=True, metadata_bytes=640 << 10)

@@ -186,9 +186,15 @@ def random_workload(fs: Filesystem, model: dict[str, bytes | None], seed: int, s
 @pytest.mark.slow
 def test_fsproto_writes_pass_fsck_vfat_mtools_and_the_kernel(tmp_path: Path) -> None:
     images, models = [], []
-    for fat in (12, 16, 32):
-        img = tmp_path / f"w{fat}.img"
-        if fat == 16:  # write into an image mkfs.vfat made and mcopy filled
+    # (FAT type, sector size): 4096-byte sectors come from a 4096-byte-block device
+    for fat, ss in ((12, 512), (16, 512), (32, 512), (16, 4096)):
+        img = tmp_path / f"w{fat}-{ss}.img"
+        if ss == 4096:
+            dev = ImageFile.create(img, 40 << 20, block_size=4096)
+            FORMAT.mkfs(dev, fat=fat, label="FOURK")
+            dev.close()
+            model = {}
+        elif fat == 16:  # write into an image mkfs.vfat made and mcopy filled
             mkfs_vfat(img, fat)
             src = tmp_path / "src16"
             src.mkdir()
@@ -202,9 +208,9 @@ def test_fsproto_writes_pass_fsck_vfat_mtools_and_the_kernel(tmp_path: Path) -> 
             dev.close()
             fsck_vfat(img)  # the fresh volume itself
             model = {}
-        dev = ImageFile(img, writable=True)
+        dev = ImageFile(img, writable=True, block_size=ss)
         with FORMAT.open(dev) as fs:
-            random_workload(fs, model, seed=fat, steps=250)
+            random_workload(fs, model, seed=fat + ss, steps=250)
             assert fs_tree(fs) == model
         dev.close()
         fsck_vfat(img)
@@ -214,3 +220,22 @@ def test_fsproto_writes_pass_fsck_vfat_mtools_and_the_kernel(tmp_path: Path) -> 
     trees = fat_vm.kernel_trees(images)
     for model, tree in zip(models, trees):
         assert tree == {p: (None if v is None else fat_vm.sha256(v)) for p, v in model.items()}
+
+
+def test_512_byte_sector_image_through_a_4096_byte_block_device(tmp_path: Path) -> None:
+    """Sectors smaller than the device's blocks: reads slice blocks, writes read-modify-write."""
+    src = tmp_path / "src"
+    src.mkdir()
+    make_host_tree(src, 5)
+    img = tmp_path / "m.img"
+    mkfs_vfat(img, 16)
+    subprocess.run(["mcopy", "-s", "-i", str(img), *[str(p) for p in sorted(src.iterdir())], "::/"],
+                   check=True, capture_output=True)
+    model = host_tree(src)
+    with ImageFile(img, block_size=4096, writable=True) as dev:
+        with FORMAT.open(dev) as fs:
+            assert fs_tree(fs) == model
+            random_workload(fs, model, seed=99, steps=120)
+            assert fs_tree(fs) == model
+    fsck_vfat(img)
+    assert mtools_tree(img, tmp_path) == model

@@ -379,7 +379,10 @@ class ConformanceTests:
             fs.write(d + "/" + n[0], 0, pattern(3000, 60))
         fs.flush()
 
-    def test_power_cut_after_every_write_is_repairable(self) -> None:
+    @pytest.mark.parametrize("torn", [None, 512], ids=["clean-cut", "torn-sector"])
+    def test_power_cut_after_every_write_is_repairable(self, torn: int | None) -> None:
+        """Cut the power after write k for every k (torn: the write in flight lands its first
+        512 bytes, a multi-sector write torn at a sector boundary)."""
         base = self.fut.fresh()
         keep = self.p(self.fut.names[0])
         with self.fut.open(base) as fs:
@@ -396,7 +399,7 @@ class ConformanceTests:
                         {round(i * (total - 1) / (self.crash_points - 1)) for i in range(self.crash_points)})
         for cut in points:
             disk = base.clone()
-            faulty = FaultInjectingDevice(disk, cut_after_writes=cut, owns_inner=False)
+            faulty = FaultInjectingDevice(disk, cut_after_writes=cut, torn_bytes=torn, owns_inner=False)
             try:
                 fs = self.fut.open(faulty)
                 try:
@@ -405,7 +408,7 @@ class ConformanceTests:
                     fs.close()
             except FsprotoError:
                 pass  # the format noticed its own writes vanishing: allowed
-            what = f"power cut after write {cut} of {total}"
+            what = f"power cut after write {cut} of {total}" + (f", torn after {torn} bytes" if torn else "")
             try:
                 self.fut.format.fsck(disk, repair=True)
             except FsprotoError as e:  # pragma: no cover - the failure message is the point

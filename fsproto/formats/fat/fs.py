@@ -300,7 +300,13 @@ class FatFilesystem(Filesystem):
             raise
         self._fsinfo_dirty = True
         self._dirs.pop(c, None)
-        return self._stat(self._place(d, name, layout.ATTR_DIRECTORY, c))
+        try:
+            placed = self._place(d, name, layout.ATTR_DIRECTORY, c)
+        except BaseException:  # e.g. a full FAT12/16 root: give the cluster back
+            self.fat.free_chain([c])
+            self.fat.flush()
+            raise
+        return self._stat(placed)
 
     def rmdir(self, path: str) -> None:
         """Raises FsReadOnly, NotFound, NotADirectory, DirectoryNotEmpty, InvalidOperation."""
