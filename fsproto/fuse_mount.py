@@ -128,7 +128,12 @@ class _Invalidator:
 
 
 class FsprotoOperations(pyfuse3.Operations):
-    """Serves one :class:`~fsproto.vfs.Filesystem` to the kernel."""
+    """Serves one :class:`~fsproto.vfs.Filesystem` to the kernel.
+
+    Every handler raises only ``pyfuse3.FUSEError`` (see :func:`_translate`); the errno is
+    the one :func:`fsproto.errors.errno_for` gives for the format's error, ESTALE for an
+    inode whose file was deleted or replaced, EIO for anything unexpected.
+    """
 
     enable_writeback_cache = False  # read by pyfuse3 at INIT; see the module docstring
 
