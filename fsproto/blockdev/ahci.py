@@ -10,8 +10,10 @@ qtest): ``close()`` flushes, stops the port and, for qtest, kills QEMU.
 
 from __future__ import annotations
 
+import os
+
 from fsproto.blockdev.base import BlockDevice
-from fsproto.errors import HardwareError, MediaError, OutOfRange
+from fsproto.errors import DeviceError, HardwareError, MediaError, OutOfRange
 from fsproto.hw.ahci import SECTOR, AhciController
 from fsproto.hw.nvme.attach import Attachment
 
@@ -27,8 +29,14 @@ class AhciBlockDevice(BlockDevice):
         self.attachment = attachment
         self._chunk = hba.max_transfer // SECTOR
         self._bounce = hba.alloc(hba.max_transfer)
+        self._pid = os.getpid()
 
     def _command(self, op, lba: int, n: int) -> None:  # type: ignore[no-untyped-def]
+        if os.getpid() != self._pid:
+            # DMA memory is MADV_DONTFORK and QEMU/queues belong to the opener: a forked child
+            # (e.g. a daemonizing mount) must not touch them. `fsproto mount -f` keeps one process.
+            raise DeviceError("a controller device cannot be used after fork(); open it in this process "
+                              "(fsproto mount -f)", device=self._name, lba=lba)
         try:
             op(lba, n, self._bounce, 0)
         except OutOfRange:

@@ -17,10 +17,11 @@ Limits: one command at a time; the device owns its controller (and QEMU under qt
 
 from __future__ import annotations
 
+import os
 import re
 
 from fsproto.blockdev.base import BlockDevice
-from fsproto.errors import ControllerError, HardwareError, MediaError, OutOfRange, UsageError
+from fsproto.errors import DeviceError, ControllerError, HardwareError, MediaError, OutOfRange, UsageError
 from fsproto.hw.nvme.attach import Attachment
 from fsproto.hw.nvme.controller import NvmeController
 
@@ -45,6 +46,7 @@ class NvmeBlockDevice(BlockDevice):
         self.attachment = attachment
         self._chunk = controller.max_transfer // ns.block_size
         self._bounce = controller.alloc(self._chunk * ns.block_size)
+        self._pid = os.getpid()
 
     def _read(self, lba: int, count: int) -> bytes:
         out = bytearray()
@@ -65,6 +67,11 @@ class NvmeBlockDevice(BlockDevice):
             self._command(self.controller.write, start, n)
 
     def _command(self, op, lba: int, n: int) -> None:  # type: ignore[no-untyped-def]
+        if os.getpid() != self._pid:
+            # DMA memory is MADV_DONTFORK and QEMU/queues belong to the opener: a forked child
+            # (e.g. a daemonizing mount) must not touch them. `fsproto mount -f` keeps one process.
+            raise DeviceError("a controller device cannot be used after fork(); open it in this process "
+                              "(fsproto mount -f)", device=self._name, lba=lba)
         try:
             op(self.nsid, lba, n, self._bounce, 0)
         except OutOfRange:
