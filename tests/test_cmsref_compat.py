@@ -264,6 +264,25 @@ def _diff(seen: list[dict[str, Any]], meant: list[dict[str, Any]], model: list[d
     return out
 
 
+# The reference's known failures, made on purpose on one disk (cms-edf.md, "Where the
+# reference fails"; the F truncate crash is new, see docs/cms-reference.md).
+BUG_BS = 1024
+BUG_SCRIPT = r"""
+set +e
+cms_mount "$DISK" /bug -o big_writes,direct_io
+dd if=$IN/bug/v of=/bug/CUTV.DATA bs=1000 iflag=fullblock 2> /dev/null
+truncate -s 1500 /bug/CUTV.DATA; echo "vtruncate $?" >> $OUT/bug
+cms_umount /bug; echo "vdaemon $?" >> $OUT/bug
+cms_mount "$DISK" /bug -o big_writes,direct_io
+touch /bug/CRASHF.DATA
+setfattr -n user.record_format -v F /bug/CRASHF.DATA; setfattr -n user.record_lrecl -v 80 /bug/CRASHF.DATA
+dd if=$IN/bug/f of=/bug/CRASHF.DATA bs=32720 iflag=fullblock conv=notrunc oflag=append 2> /dev/null
+truncate -s 269360 /bug/CRASHF.DATA; echo "ftruncate $?" >> $OUT/bug
+cms_umount /bug; echo "fdaemon $?" >> $OUT/bug
+set -e
+"""
+
+
 @pytest.fixture(scope="module")
 def utc() -> Any:
     """FST dates are local time on both sides; the guest runs in UTC, so the host does too."""
@@ -315,20 +334,26 @@ def world(utc: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 return fs
 
             wl.apply_fsproto(open_fs, ops)
+    images[(BUG_BS, "bug")] = tmp / "bug.img"
+    shutil.copyfile(tmp / f"empty{BUG_BS}.img", images[(BUG_BS, "bug")])
     disks = list(images)
     for i, (bs, kind) in enumerate(disks):
         if kind == "ref":
             text, ins = wl.to_shell(common_ops(bs), f"$DISK{i}", f"r{bs}")
             script.append(text)
             inputs.update(ins)
-    script += [f'cms_inspect "$DISK{i}" {i}' for i in range(len(disks))]
+        elif kind == "bug":
+            script.append(BUG_SCRIPT.replace("$DISK", f"$DISK{i}"))
+            inputs["bug/v"] = random.Random(5).randbytes(3 * 1000)
+            inputs["bug/f"] = random.Random(6).randbytes(80 * 3404)
+    script += [f'cms_inspect "$DISK{i}" {i}' for i, d in enumerate(disks) if d[1] != "bug"]
     start = time.monotonic()
     result = cmsref.run([images[d] for d in disks], "\n".join(script), inputs=inputs, timeout=600)
     seconds = time.monotonic() - start
     assert result.exit_code == 0, result.output[-3000:]
-    views = {d: cmsref.parse_inspection(result.files, i) for i, d in enumerate(disks)}
+    views = {d: cmsref.parse_inspection(result.files, i) for i, d in enumerate(disks) if d[1] != "bug"}
     print(f"\ncmsref compat: one boot, {len(disks)} disks, {seconds:.1f} s")
-    return {"images": images, "views": views, "output": result.output}
+    return {"images": images, "views": views, "output": result.output, "files": result.files}
 
 
 def _fsck(image: Path) -> Any:
@@ -423,3 +448,27 @@ def test_twins(world: dict[str, Any], bs: int) -> None:
     assert diffs == []
     blocks = [i for i in range(0, len(raw_a), bs) if raw_a[i : i + bs] != raw_b[i : i + bs]]
     print(f"\ntwins {bs}: {len(blocks)} of {len(raw_a) // bs} blocks differ (placement); FSTs and label agree")
+
+
+def test_reference_failures_leave_disks_fsck_reports(world: dict[str, Any]) -> None:
+    """The reference fails as the spec says (V truncate past the first block: EIO; and the new
+    F truncate crash); on what it leaves behind fsproto's fsck reports and nothing crashes."""
+    from fsproto.errors import FsprotoError
+
+    status = dict(line.split() for line in world["files"]["bug"].decode().splitlines())
+    assert status["vtruncate"] != "0"  # EIO, as cms-edf.md lists
+    assert status["ftruncate"] != "0" and status["fdaemon"] == "139"  # the daemon died of SIGSEGV
+    image = world["images"][(BUG_BS, "bug")]
+    report = _fsck(image)  # must return a report, not raise
+    print("\nfsck of the disk the reference broke:", [str(p) for p in report.problems] or "clean")
+    with ImageFile(image, block_size=512) as dev:
+        try:
+            fs = FORMAT.open(dev)
+        except FsprotoError:
+            return  # a typed refusal is a fine answer for a broken disk
+        for st in fs.listdir("/"):
+            try:
+                fs.read("/" + st.name, 0, st.size)
+            except FsprotoError:
+                pass  # typed errors only: anything else fails the test
+        fs.close()
