@@ -231,6 +231,8 @@ class FatFilesystem(Filesystem):
         parent, e = self._file(path)
         if offset < 0:
             raise InvalidOperation(f"negative offset {offset}")
+        if not data:
+            return 0  # POSIX: an empty write neither extends the file nor changes its time
         self._resize(parent, e, path, max(e.size, offset + len(data)), offset, bytes(data))
         return len(data)
 
