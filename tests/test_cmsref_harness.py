@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,3 +267,49 @@ def test_timeout_kills_and_reaps_qemu(reference: cmsref.Prepared, tmp_path: Path
 def test_missing_image_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such image"):
         cmsref.run([tmp_path / "nope.img"], "true")
+
+
+# --- tools/cmsref, in-process -------------------------------------------------------------------
+
+
+def _tool() -> Any:
+    """tools/cmsref as a module (it has no .py suffix, so the loader is named explicitly)."""
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    path = str(Path(__file__).resolve().parent.parent / "tools" / "cmsref")
+    loader = SourceFileLoader("cmsref_tool", path)
+    spec = importlib.util.spec_from_loader("cmsref_tool", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_tool_help_and_errors(reference: cmsref.Prepared, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    tool = _tool()
+    for args in (["--help"], ["prepare", "--help"], ["inspect", "--help"], ["run", "--help"]):
+        assert tool.cli(args) == 0, args
+    assert tool.cli(["prepare"]) == 0
+    assert "cmsref: ready" in capsys.readouterr().out
+    assert tool.cli(["inspect", str(tmp_path / "missing.img")]) == 16  # usage: no such image
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"cmsref: error: {tmp_path / 'missing.img'}: no such image file"]
+
+
+def test_tool_inspect_json_and_run_status(reference: cmsref.Prepared, capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    tool = _tool()
+    img = _image("edf2048-mixed", tmp_path)
+    assert tool.cli(["inspect", "--json", str(img)]) == 0
+    views = json.loads(capsys.readouterr().out)
+    manifest = json.loads((IMAGES / "edf2048-mixed.json").read_text())
+    assert {f["path"]: f["sha256_binary"] for f in views[0]["files"]} == {
+        f"{m['name']}.{m['type']}": m["sha256_binary"] for m in manifest["files"]
+    }
+    script = tmp_path / "job.sh"
+    script.write_text('echo "disk $DISK0"\necho out > $OUT/x\nexit 5\n')
+    out_dir = tmp_path / "out"
+    assert tool.cli(["run", "--read-only", "--image", str(img), "--script", str(script), "--out", str(out_dir)]) == 5
+    assert capsys.readouterr().out == "disk /dev/vda\n"
+    assert (out_dir / "x").read_text() == "out\n"
