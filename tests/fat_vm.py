@@ -37,7 +37,8 @@ for d in $(echo abcdefghijklmnop | cut -c1-$n | sed 's/./& /g'); do
   # the kernel's vfat driver, on a loop device, read-only (as `mount -o ro,loop` on a host)
   if mount -t vfat -o ro,loop,iocharset=utf8,codepage=437 /dev/vd$d /mnt/$d; then
     echo BEGIN_MARK
-    (cd /mnt/$d && find . -type d | sed 's/^/D /'; find . -type f -exec sha256sum {} \\; | sed 's/^/F /')
+    (cd /mnt/$d && find . -type d | sed 's/^/D /'; find . -type f -exec sha256sum {} \\; | sed 's/^/F /'
+     find . -type f -exec stat -c 'M %Y %n' {} \\;)
     echo END_MARK
     umount /mnt/$d
   else
@@ -115,8 +116,10 @@ def initramfs(ndisks: int) -> Path:
     return out
 
 
-def kernel_trees(images: list[str | os.PathLike[str]], timeout: float = 300) -> list[dict[str, str | None]]:
-    """What the kernel's vfat driver sees in each image: {"/dir": None, "/dir/file": sha256 hex}.
+def kernel_listings(images: list[str | os.PathLike[str]], timeout: float = 300
+                    ) -> list[tuple[dict[str, str | None], dict[str, int]]]:
+    """What the kernel's vfat driver sees in each image: ({"/dir": None, "/dir/file": sha256 hex},
+    {"/dir/file": mtime in s}).
 
     All images are checked in one guest boot (virtio disks vda, vdb, ...). Raises RuntimeError
     when the guest cannot mount an image or does not answer.
@@ -140,11 +143,12 @@ def kernel_trees(images: list[str | os.PathLike[str]], timeout: float = 300) -> 
     if len(bodies) != len(images) or END not in text:
         raise RuntimeError(f"guest did not list the images (qemu status {proc.returncode}):\n{text[-2000:]}\n"
                            f"{proc.stderr.decode(errors='replace')[-1000:]}")
-    trees = []
+    out = []
     for body in bodies:
         if "MOUNT-FAILED" in body:
             raise RuntimeError(f"the guest kernel refused to mount the image:\n{body}")
         tree: dict[str, str | None] = {}
+        mtimes: dict[str, int] = {}
         for line in body.splitlines():
             if line.startswith("D "):
                 p = line[2:].lstrip(".")
@@ -153,8 +157,16 @@ def kernel_trees(images: list[str | os.PathLike[str]], timeout: float = 300) -> 
             elif line.startswith("F "):
                 digest, _, p = line[2:].partition("  ")
                 tree[p[1:]] = digest
-        trees.append(tree)
-    return trees
+            elif line.startswith("M "):
+                secs, _, p = line[2:].partition(" ")
+                mtimes[p[1:]] = int(secs)
+        out.append((tree, mtimes))
+    return out
+
+
+def kernel_trees(images: list[str | os.PathLike[str]], timeout: float = 300) -> list[dict[str, str | None]]:
+    """Only the trees of :func:`kernel_listings`."""
+    return [tree for tree, _ in kernel_listings(images, timeout)]
 
 
 def sha256(data: bytes) -> str:

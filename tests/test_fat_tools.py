@@ -19,6 +19,7 @@ from fsproto.rawdev import ImageFile
 from fsproto.vfs import Filesystem
 
 SIZES = {12: 4 << 20, 16: 24 << 20, 32: 40 << 20}
+STAMP = 1_234_567_890_000_000_000  # 2009-02-13 23:31:30 UTC
 
 
 def make_host_tree(root: Path, seed: int) -> None:
@@ -212,14 +213,19 @@ def test_fsproto_writes_pass_fsck_vfat_mtools_and_the_kernel(tmp_path: Path) -> 
         with FORMAT.open(dev) as fs:
             random_workload(fs, model, seed=fat + ss, steps=250)
             assert fs_tree(fs) == model
+            stamped = sorted(p for p, v in model.items() if v is not None)[:3]
+            for k, p in enumerate(stamped):  # even seconds: FAT keeps 2-second resolution
+                fs.set_mtime(p, STAMP + k * 86_400_000_000_000)
         dev.close()
         fsck_vfat(img)
         assert mtools_tree(img, tmp_path) == model
         images.append(img)
         models.append(model)
-    trees = fat_vm.kernel_trees(images)
-    for model, tree in zip(models, trees):
+    for model, (tree, mtimes) in zip(models, fat_vm.kernel_listings(images)):
         assert tree == {p: (None if v is None else fat_vm.sha256(v)) for p, v in model.items()}
+        stamped = sorted(p for p, v in model.items() if v is not None)[:3]
+        # the kernel (guest clock zone UTC) reads back the times fsproto stored
+        assert [mtimes[p] for p in stamped] == [(STAMP + k * 86_400_000_000_000) // 10**9 for k in range(3)]
 
 
 def test_512_byte_sector_image_through_a_4096_byte_block_device(tmp_path: Path) -> None:
