@@ -75,6 +75,15 @@ def _take_lock(mountpoint: str) -> int:
     return fd
 
 
+def _release_lock(mountpoint: str, fd: int) -> None:
+    """Remove the state file (still holding its lock, so no one sees it half-gone) and unlock."""
+    try:
+        os.unlink(lock_path(mountpoint))
+    except OSError:
+        pass
+    os.close(fd)
+
+
 # -- logging ----------------------------------------------------------------------------------
 def default_log_file() -> str:
     if os.access("/var/log", os.W_OK):
@@ -229,7 +238,7 @@ def serve(
             ready()
         _serve_mounted(ops, fs, mp, options, device)
     finally:
-        os.close(lock_fd)
+        _release_lock(mp, lock_fd)
 
 
 def mount_device(
@@ -287,7 +296,7 @@ def mount_device(
         try:
             _serve_mounted(ops, fs, mp, options, dev)
         finally:
-            os.close(lock_fd)
+            _release_lock(mp, lock_fd)
         return 0
     return _daemonize(ops, fs, mp, options, dev, lock_fd, handler, debug, fmt.name)
 
@@ -325,6 +334,7 @@ def _daemonize(
             os.write(write_end, b"1")
             os.close(write_end)
             _serve_mounted(ops, fs, mp, options, dev)
+            _release_lock(mp, lock_fd)
         except BaseException:  # noqa: BLE001 - the child must never return into the caller
             log.exception("mount daemon failed")
             status = 1
