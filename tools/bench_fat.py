@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import os
 import random
 import shutil
 import subprocess
