@@ -43,7 +43,7 @@ mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/shm 2>/dev/null; mount -t tmpfs shm /newroot/dev/shm 2>/dev/null
 mount -t tmpfs tmp /newroot/tmp
 mount -t tmpfs run /newroot/run
-mount --bind @MODULES@ /newroot/lib/modules
+mount --bind /newroot@MODULES@ /newroot/lib/modules || echo "lab-init: cannot bind the lab kernel modules"
 mkdir -p /newroot/run/lab
 cp /lab/cmd.sh /newroot/run/lab/cmd.sh
 echo @BEGIN@

@@ -1,0 +1,263 @@
+"""Checks that run *inside* a lab guest: the kernel NVMe driver as a baseline, then fsproto's own
+drivers through uio_pci_generic and vfio-pci, a CMS filesystem made and FUSE-mounted on the
+namespace, and AHCI through uio. ``python -m fsproto.lab.selftest --help``.
+
+Output is line-oriented so the host can parse it from the serial console:
+``LAB-CHECK <name> PASS|FAIL <detail>`` and ``LAB-FIGURE <name> <value>``. The host side
+(``tests/test_lab.py``, ``tools/bench_nvme.py``) then checks the images offline.
+
+Refuses to run outside a lab guest (``FSPROTO_PYTHON`` unset and no ``/run/lab``): it rebinds
+PCI functions and would take disks away from a real machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from typing import Callable
+
+CHUNK = 128 << 10
+BENCH_BYTES = 24 << 20
+FILES = {"LAB1.DATA": b"written through FUSE in the lab guest\n", "LAB2.DATA": b"x" * 5000 + b"\n",
+         "NOTES.TEXT": b"uio + pagemap DMA\n"}
+PATTERN_LBA = 2048  # the vfio/ahci checks write here; the host compares the image
+
+
+def pattern(n: int, seed: int) -> bytes:
+    return bytes((i * 31 + seed + i // 512) & 0xFF for i in range(n))
+
+
+def report(name: str, ok: bool, detail: str = "") -> None:
+    print(f"LAB-CHECK {name} {'PASS' if ok else 'FAIL'} {detail}".rstrip(), flush=True)
+
+
+def figure(name: str, value: float) -> None:
+    print(f"LAB-FIGURE {name} {value:.6g}", flush=True)
+
+
+def sh(cmd: str, timeout: float = 120) -> str:
+    p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+    if p.returncode:
+        raise RuntimeError(f"`{cmd}` failed ({p.returncode}): {(p.stderr or p.stdout).strip()[-300:]}")
+    return p.stdout
+
+
+def check(name: str, fn: Callable[[], str]) -> bool:
+    try:
+        detail = fn()
+    except Exception as e:  # noqa: BLE001 - every failure becomes one FAIL line with its reason
+        report(name, False, f"{type(e).__name__}: {e}")
+        traceback.print_exc(file=sys.stdout)
+        return False
+    report(name, True, detail)
+    return True
+
+
+def rebind(bdf: str, driver: str) -> None:
+    from fsproto.hw.pci import SysfsPci
+
+    fn = SysfsPci(bdf)
+    fn.rebind(driver, force=True)  # force: we take it from the kernel driver on purpose
+    for _ in range(200):
+        if fn.driver == driver:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{bdf} is bound to {fn.driver}, not {driver}")
+
+
+def kernel_baseline(bdf: str) -> str:
+    sh("modprobe nvme")
+    node = ""
+    for _ in range(600):
+        # nvme0n1 directly, or nvme<subsys>c<ctrl>n1 under native multipath (block node nvme<subsys>n1)
+        for entry in glob.glob(f"/sys/bus/pci/devices/{bdf}/nvme/nvme*/nvme*n1"):
+            m = re.fullmatch(r"nvme(\d+)(?:c\d+)?n1", os.path.basename(entry))
+            if m and os.path.exists(f"/dev/nvme{m.group(1)}n1"):
+                node = f"/dev/nvme{m.group(1)}n1"
+        if node:
+            break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("the kernel nvme driver made no namespace block device")
+    p = subprocess.run(["dd", f"if={node}", "of=/dev/null", "bs=128K", f"count={BENCH_BYTES // CHUNK}", "iflag=direct"],
+                       capture_output=True, text=True, timeout=300)
+    # dd's own clock (after exec and open), so process start-up under TCG is not counted.
+    m = re.search(r"copied, ([0-9.e-]+) s", p.stderr)
+    if p.returncode or not m:
+        raise RuntimeError(f"dd failed: {p.stderr.strip()[-200:]}")
+    dt = float(m.group(1))
+    figure("kernel_nvme_MBps", BENCH_BYTES / dt / 1e6)
+    return f"{node}: {BENCH_BYTES >> 20} MiB in {dt:.2f} s with dd iflag=direct bs=128K"
+
+
+def uio_driver(bdf: str, serial: str) -> str:
+    from fsproto.hw.nvme import attach
+    from fsproto.hw.nvme.controller import NvmeController
+
+    sh("modprobe uio_pci_generic")
+    rebind(bdf, "uio_pci_generic")
+    att = attach.uio(bdf, 0)
+    try:
+        left_enabled = int(att.bar.r32(0x14)) & 1  # CC.EN as the kernel driver left it
+        ctrl = NvmeController(att.bar, att.pci, att.alloc, name=att.name)
+        try:
+            if ctrl.identify.serial != serial:
+                raise RuntimeError(f"Identify serial {ctrl.identify.serial!r}, expected {serial!r}")
+            buf = ctrl.alloc(CHUNK)
+            data = pattern(CHUNK, 7)
+            buf.write(0, data)
+            ctrl.write(1, 64, CHUNK // 512, buf)
+            buf.fill(0, CHUNK)
+            ctrl.read(1, 64, CHUNK // 512, buf)
+            if buf.read(0, CHUNK) != data:
+                raise RuntimeError("read-back differs from what was written")
+            t = time.monotonic()
+            for i in range(BENCH_BYTES // CHUNK):
+                ctrl.read(1, i * (CHUNK // 512), CHUNK // 512, buf)
+            dt = time.monotonic() - t
+            figure("fsproto_uio_MBps", BENCH_BYTES / dt / 1e6)
+        finally:
+            ctrl.close()
+    finally:
+        att.close()
+    return f"CC.EN left {left_enabled} by the kernel; Identify SN {serial}; 128 KiB round trip; {BENCH_BYTES >> 20} MiB in {dt:.2f} s"
+
+
+def cms_over_fuse(bdf: str, mnt: str) -> str:
+    spec = f"nvme:{bdf}/1"
+    py = sys.executable
+    sh(f"{py} -m fsproto mkfs --format cms --label LAB001 {spec}")
+    sh("modprobe fuse")
+    os.makedirs(mnt, exist_ok=True)
+    # -f: the device's DMA memory and queues belong to one process (no daemon fork).
+    log = open("/tmp/lab-mount.log", "w")
+    proc = subprocess.Popen([py, "-m", "fsproto", "mount", "-f", spec, mnt], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):
+            if os.path.ismount(mnt):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"mount exited with {proc.returncode}: {open('/tmp/lab-mount.log').read()[-300:]}")
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("the FUSE mount did not appear")
+        for name, data in FILES.items():
+            with open(os.path.join(mnt, name), "wb") as f:
+                f.write(data)
+        listed = sorted(os.listdir(mnt))
+        for name, data in FILES.items():
+            with open(os.path.join(mnt, name), "rb") as f:
+                if f.read() != data:
+                    raise RuntimeError(f"{name} reads back differently through the mount")
+        sh(f"{py} -m fsproto umount {mnt}")
+        proc.wait(timeout=60)
+        if proc.returncode:
+            raise RuntimeError(f"mount process exited with {proc.returncode}")
+    finally:
+        if proc.poll() is None:
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+            proc.kill()
+            proc.wait()
+    out = sh(f"{py} -m fsproto ls {spec}").split()
+    if sorted(out) != sorted(FILES):
+        raise RuntimeError(f"fsproto ls after unmount shows {out}")
+    return f"mkfs, FUSE mount, wrote {listed}, unmounted, ls agrees"
+
+
+def vfio_driver(bdf: str, serial: str) -> str:
+    from fsproto.hw.nvme import attach
+    from fsproto.hw.nvme.controller import NvmeController
+
+    sh("modprobe vfio-pci")
+    rebind(bdf, "vfio-pci")
+    att = attach.vfio(bdf, 0)
+    try:
+        ctrl = NvmeController(att.bar, att.pci, att.alloc, name=att.name)
+        try:
+            if ctrl.identify.serial != serial:
+                raise RuntimeError(f"Identify serial {ctrl.identify.serial!r}, expected {serial!r}")
+            buf = ctrl.alloc(CHUNK)
+            data = pattern(CHUNK, 11)
+            buf.write(0, data)
+            ctrl.write(1, PATTERN_LBA, CHUNK // 512, buf)
+            ctrl.flush(1)
+            buf.fill(0, CHUNK)
+            ctrl.read(1, PATTERN_LBA, CHUNK // 512, buf)
+            if buf.read(0, CHUNK) != data:
+                raise RuntimeError("read-back differs from what was written")
+            iova = buf.device_addr(0)
+            t = time.monotonic()
+            for i in range(BENCH_BYTES // CHUNK):
+                ctrl.read(1, i * (CHUNK // 512), CHUNK // 512, buf)
+            figure("fsproto_vfio_MBps", BENCH_BYTES / (time.monotonic() - t) / 1e6)
+        finally:
+            ctrl.close()
+    finally:
+        att.close()
+    return f"Identify SN {serial} through the vIOMMU; data at IOVA {iova:#x}; pattern at LBA {PATTERN_LBA}"
+
+
+def ahci_uio(bdf: str, serial: str) -> str:
+    from fsproto.hw.ahci import AhciController
+    from fsproto.hw.nvme import attach
+
+    sh("modprobe uio_pci_generic")
+    rebind(bdf, "uio_pci_generic")
+    att = attach.uio(bdf, 5)
+    try:
+        hba = AhciController(att.bar, att.pci, att.alloc, name=att.name)
+        try:
+            port = hba.port(hba.first_disk_port())
+            if port.identify.serial != serial:
+                raise RuntimeError(f"IDENTIFY serial {port.identify.serial!r}, expected {serial!r}")
+            buf = att.alloc(CHUNK)
+            data = pattern(CHUNK, 13)
+            buf.write(0, data)
+            port.write(PATTERN_LBA, CHUNK // 512, buf)
+            port.flush()
+            buf.fill(0, CHUNK)
+            port.read(PATTERN_LBA, CHUNK // 512, buf)
+            if buf.read(0, CHUNK) != data:
+                raise RuntimeError("read-back differs from what was written")
+        finally:
+            hba.close()
+    finally:
+        att.close()
+    return f"IDENTIFY {port.identify.model} SN {serial}; READ/WRITE DMA EXT at LBA {PATTERN_LBA}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fsproto.lab.selftest", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--uio", metavar="BDF", help="NVMe function for the kernel baseline, uio, mkfs and FUSE")
+    ap.add_argument("--uio-serial", default="")
+    ap.add_argument("--vfio", metavar="BDF", help="NVMe function to drive through vfio-pci (needs --iommu)")
+    ap.add_argument("--vfio-serial", default="")
+    ap.add_argument("--ahci", metavar="BDF", help="AHCI function to drive through uio")
+    ap.add_argument("--ahci-serial", default="")
+    ap.add_argument("--bench-only", action="store_true", help="only the kernel-vs-fsproto read comparison")
+    ap.add_argument("--mnt", default="/tmp/lab-mnt")
+    args = ap.parse_args(argv)
+    if not (os.environ.get("FSPROTO_PYTHON") and os.path.isdir("/run/lab")):
+        print("selftest: refusing to run outside an fsproto lab guest (it rebinds PCI devices)", file=sys.stderr)
+        return 2
+    ok = True
+    if args.uio:
+        ok &= check("kernel-nvme", lambda: kernel_baseline(args.uio))
+        ok &= check("nvme-uio", lambda: uio_driver(args.uio, args.uio_serial))
+        if not args.bench_only:
+            ok &= check("cms-fuse", lambda: cms_over_fuse(args.uio, args.mnt))
+    if args.vfio and not args.bench_only:
+        ok &= check("nvme-vfio", lambda: vfio_driver(args.vfio, args.vfio_serial))
+    if args.ahci and not args.bench_only:
+        ok &= check("ahci-uio", lambda: ahci_uio(args.ahci, args.ahci_serial))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
