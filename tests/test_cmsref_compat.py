@@ -283,6 +283,18 @@ set -e
 """
 
 
+# What the reference checks before it mounts (cms-edf.md, "The volume label"): offset in the
+# label -> bytes that break it. "none" is the control: a disk both must accept.
+LABEL_BREAKS = {
+    "none": (0, b""),
+    "magic": (0, b"\xc3\xd4\xe2\xf2"),  # CMS2
+    "blocksize": (12, (3000).to_bytes(4, "big")),
+    "dop": (16, (9).to_bytes(4, "big")),
+    "fstsize": (36, (32).to_bytes(4, "big")),
+    "fstperblock": (40, (8).to_bytes(4, "big")),
+}
+
+
 @pytest.fixture(scope="module")
 def utc() -> Any:
     """FST dates are local time on both sides; the guest runs in UTC, so the host does too."""
@@ -334,6 +346,11 @@ def world(utc: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 return fs
 
             wl.apply_fsproto(open_fs, ops)
+    for name, (off, value) in LABEL_BREAKS.items():  # copies of a written disk, one label field broken
+        img = images[(BUG_BS, f"inv-{name}")] = tmp / f"inv-{name}.img"
+        data = bytearray(images[(BUG_BS, "fsp")].read_bytes())
+        data[2 * BUG_BS + off : 2 * BUG_BS + off + len(value)] = value
+        img.write_bytes(data)
     images[(BUG_BS, "bug")] = tmp / "bug.img"
     shutil.copyfile(tmp / f"empty{BUG_BS}.img", images[(BUG_BS, "bug")])
     disks = list(images)
@@ -342,16 +359,21 @@ def world(utc: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             text, ins = wl.to_shell(common_ops(bs), f"$DISK{i}", f"r{bs}")
             script.append(text)
             inputs.update(ins)
+        elif kind.startswith("inv-"):
+            script.append(f'if cms_try_mount "$DISK{i}" /inv -o ro; then echo "{kind} mounted" >> $OUT/inv; '
+                          f'cms_umount /inv; else echo "{kind} refused" >> $OUT/inv; fi')
         elif kind == "bug":
             script.append(BUG_SCRIPT.replace("$DISK", f"$DISK{i}"))
             inputs["bug/v"] = random.Random(5).randbytes(3 * 1000)
             inputs["bug/f"] = random.Random(6).randbytes(80 * 3404)
-    script += [f'cms_inspect "$DISK{i}" {i}' for i, d in enumerate(disks) if d[1] != "bug"]
+    inspected = [d for d in disks if d[1] != "bug" and not d[1].startswith("inv-")]
+    script += [f'cms_inspect "$DISK{disks.index(d)}" {disks.index(d)}' for d in inspected]
     start = time.monotonic()
-    result = cmsref.run([images[d] for d in disks], "\n".join(script), inputs=inputs, timeout=600)
+    attach = [cmsref.Disk(images[d], block_size=d[0]) for d in disks]  # a broken label cannot tell
+    result = cmsref.run(attach, "\n".join(script), inputs=inputs, timeout=600)
     seconds = time.monotonic() - start
     assert result.exit_code == 0, result.output[-3000:]
-    views = {d: cmsref.parse_inspection(result.files, i) for i, d in enumerate(disks) if d[1] != "bug"}
+    views = {d: cmsref.parse_inspection(result.files, disks.index(d)) for d in inspected}
     print(f"\ncmsref compat: one boot, {len(disks)} disks, {seconds:.1f} s")
     return {"images": images, "views": views, "output": result.output, "files": result.files}
 
@@ -472,3 +494,19 @@ def test_reference_failures_leave_disks_fsck_reports(world: dict[str, Any]) -> N
             except FsprotoError:
                 pass  # typed errors only: anything else fails the test
         fs.close()
+
+
+@pytest.mark.parametrize("name", list(LABEL_BREAKS))
+def test_fsck_accepts_what_the_reference_mounts(world: dict[str, Any], name: str) -> None:
+    """Every label invariant the reference checks at mount time is one fsck checks too: a
+    disk fsck accepts is a disk the reference mounts, and one it refuses fsck rejects."""
+    from fsproto.errors import FsprotoError
+
+    status = dict(line.split() for line in world["files"]["inv"].decode().splitlines())
+    mounted = status[f"inv-{name}"] == "mounted"
+    assert mounted == (name == "none")
+    try:
+        accepted = _fsck(world["images"][(BUG_BS, f"inv-{name}")]).clean
+    except FsprotoError:
+        accepted = False
+    assert accepted == mounted

@@ -69,6 +69,14 @@ _cmsref_log() { echo "/tmp/cmsfs$(echo "$1" | tr / _).log"; }
 # A refused mount writes one line to /host/refused and ends the job with status 97.
 # With CMSREF_FAKETIME set, the daemon's clock is frozen there (libfaketime).
 cms_mount() {
+    cms_try_mount "$@" && return 0
+    cat /tmp/cmsref.refused > /host/refused
+    exit 97
+}
+
+# cms_try_mount DEV MNT [options...]: as cms_mount, but a refusal returns 1 (the reason on
+# stderr and in /tmp/cmsref.refused) and the job goes on.
+cms_try_mount() {
     _dev=$1; _mnt=$2; shift 2
     mkdir -p "$_mnt"
     _log=$(_cmsref_log "$_mnt")
@@ -83,14 +91,16 @@ cms_mount() {
     _i=0
     until grep -q " $_mnt fuse" /proc/mounts; do
         if ! kill -0 "$_pid" 2> /dev/null; then
-            echo "cmsfs-fuse $* $_dev refused the mount: $(tr '\n' ' ' < "$_log")" > /host/refused
+            echo "cmsfs-fuse $* $_dev refused the mount: $(tr '\n' ' ' < "$_log")" > /tmp/cmsref.refused
             cat "$_log" >&2
-            exit 97
+            rm -f "$_log" "$_log.pid"
+            return 1
         fi
         _i=$((_i + 1))
         if [ "$_i" -gt 600 ]; then
-            echo "cmsfs-fuse $* $_dev did not mount within 60 s" > /host/refused
-            exit 97
+            echo "cmsfs-fuse $* $_dev did not mount within 60 s" > /tmp/cmsref.refused
+            kill -9 "$_pid" 2> /dev/null
+            return 1
         fi
         usleep 100000
     done
