@@ -69,6 +69,7 @@ def tool_workload(mp: Path, src: Path, seed: int) -> None:
     (mp / "Empty To Remove").mkdir()
     os.rmdir(mp / "Empty To Remove")
     shutil.copy(src / "Project Files" / "data 1.bin", mp / "Nested" / "copy.bin")
+    (mp / "Nested" / "emoji 😀 outside the BMP.txt").write_text("a UTF-16 surrogate pair in the long name")
 
 
 def make_src(tmp: Path) -> Path:
