@@ -172,3 +172,21 @@ def test_umount_refuses_busy_mount_unless_lazy(image: Path, mnt: Path, tmp_path:
     while time.monotonic() < deadline and offline(image) != {"BUSY.FILE": b"held open"}:
         time.sleep(0.1)
     assert offline(image) == {"BUSY.FILE": b"held open"}
+
+
+def test_second_mount_of_the_same_image_is_refused(image: Path, mnt: Path, tmp_path: Path):
+    other = tmp_path / "other"
+    other.mkdir()
+    assert fsproto_cli("mount", str(image), str(mnt), "--log", str(tmp_path / "l")).returncode == 0
+    try:
+        for extra in ([], ["--ro"]):
+            r = fsproto_cli("mount", *extra, str(image), str(other))
+            assert r.returncode == 8 and "in use by another fsproto mount" in r.stderr, r.stderr
+            assert not is_mounted(other)
+    finally:
+        assert fsproto_cli("umount", str(mnt)).returncode == 0
+    # Read-only mounts share the image.
+    assert fsproto_cli("mount", "--ro", str(image), str(mnt), "--log", str(tmp_path / "l")).returncode == 0
+    assert fsproto_cli("mount", "--ro", str(image), str(other), "--log", str(tmp_path / "l")).returncode == 0
+    assert fsproto_cli("umount", str(mnt)).returncode == 0
+    assert fsproto_cli("umount", str(other)).returncode == 0
