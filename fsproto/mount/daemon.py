@@ -2,9 +2,10 @@
 
 Life of ``fsproto mount DEV MNT`` (:func:`mount_device`):
 
-1. open the device, detect the format, open the filesystem and mount (``pyfuse3.init``) in
-   the calling process, so a corrupt image or a bad mount point is one error line and a
-   non-zero exit status;
+1. open the device and flock it (exclusive read-write, shared read-only: the adapter caches
+   attributes because the mount is the only writer), detect the format, open the filesystem
+   and mount (``pyfuse3.init``) in the calling process, so a corrupt image, a busy image or a
+   bad mount point is one error line and a non-zero exit status;
 2. unless ``foreground``, fork: the child serves, the parent waits until the child holds the
    mount's state lock, then returns 0;
 3. the server runs the trio main loop until the mount is unmounted (``fsproto umount``,
