@@ -15,8 +15,6 @@ For each block size, in ONE guest boot (boots are the expensive part under TCG):
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import os
 import random
 import shutil
@@ -33,6 +31,7 @@ from fsproto.formats.cms import FORMAT
 from fsproto.rawdev import ImageFile
 from fsproto.testing import cmsref
 from fsproto.testing.cmsref import workload as wl
+from fsproto.testing.cmsref.compare import diff_views, fsproto_view
 
 pytestmark = pytest.mark.reference
 
@@ -206,62 +205,11 @@ def fuse_ops(bs: int) -> list[wl.Op]:
     return ops + [wl.Touch(p, "2022-02-22 22:22:22") for p in order if p not in dated]
 
 
-def fsproto_view(image: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """fsproto's own view of *image*, in the inspect structure, and each file's FST extras."""
-    out, extras = [], {}
-    with ImageFile(image, block_size=512) as dev:
-        fs = FORMAT.open(dev)
-        tfs = FORMAT.open(dev, text=True)
-        try:
-            for slot, st in enumerate(fs.listdir("/"), start=2):
-                path = "/" + st.name
-                binary = fs.read(path, 0, st.size)
-                text = tfs.read(path, 0, tfs.stat(path).size).decode("utf-8").encode("latin-1")
-                name, _dot, ftype = st.name.partition(".")
-                date = _dt.datetime.fromtimestamp(st.mtime_ns // 10**9, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-                out.append({
-                    "path": st.name, "name": name, "type": ftype, "slot": slot,
-                    "mode": fs.getxattr(path, "user.file_mode").decode(),
-                    "recfm": fs.getxattr(path, "user.record_format").decode(),
-                    "lrecl": int(fs.getxattr(path, "user.record_lrecl")),
-                    "records": int(st.extra["records"]), "size_binary": len(binary),
-                    "sha256_binary": hashlib.sha256(binary).hexdigest(),
-                    "text": {"size": len(text), "sha256": hashlib.sha256(text).hexdigest()},
-                    "date": date,
-                })
-                extras[st.name] = dict(st.extra)
-        finally:
-            tfs.close()
-            fs.close()
-    return out, extras
-
-
-KEYS = ("path", "slot", "mode", "recfm", "lrecl", "records", "size_binary", "sha256_binary", "text", "date")
-
-
-def _strip(view: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: f[k] for k in KEYS} for f in view]
-
-
 def _diff(seen: list[dict[str, Any]], meant: list[dict[str, Any]], model: list[dict[str, Any]]) -> list[str]:
-    """Readable differences, one per file and field (an empty list when equal).
-
-    For files whose records hold the bytes 0x15 or 0x25, the text views are compared by size
-    only: fsproto's cp1047 and the reference's IBM-1047 (glibc) map those two bytes the
-    opposite way round; test_newline_bytes_in_text_view pins that difference down.
-    """
-    out = []
-    if [f["path"] for f in seen] != [f["path"] for f in meant]:
-        out.append(f"order: {[f['path'] for f in seen]} != {[f['path'] for f in meant]}")
-    loose = {f["path"] for f in model if f["newline_bytes"]}
-    for a, b in zip(seen, meant):
-        for k in KEYS:
-            va, vb = a[k], b[k]
-            if k == "text" and a["path"] in loose:
-                va, vb = va["size"], vb["size"]
-            if va != vb:
-                out.append(f"{a['path']}: {k}: {va} != {vb}")
-    return out
+    """diff_views, with the text of files whose records hold 0x15 or 0x25 compared by size:
+    fsproto's cp1047 and the reference's IBM-1047 (glibc) map those two bytes the opposite way
+    round; test_newline_bytes_in_text_view pins that difference down."""
+    return diff_views(seen, meant, text_size_only={f["path"] for f in model if f["newline_bytes"]})
 
 
 # The reference's known failures, made on purpose on one disk (cms-edf.md, "Where the

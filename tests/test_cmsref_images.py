@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import lzma
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from conftest import SHARED
 from fsproto.errors import HarnessSetupError
 from fsproto.testing import cmsref
+from fsproto.testing.cmsref.compare import diff_views, fsproto_view
 
 pytestmark = pytest.mark.reference
 
@@ -25,8 +28,22 @@ NAMES = sorted(p.name[: -len(".img.xz")] for p in IMAGES.glob("*.img.xz")) if IM
 
 
 @pytest.fixture(scope="module")
+def utc() -> Any:
+    """FST dates are local time on both sides; the guest runs in UTC, so the host does too."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+@pytest.fixture(scope="module")
 def views(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """cmsfs-fuse's view of every shared image, from one boot."""
+    """cmsfs-fuse's view of every shared image, from one boot (and where the images are)."""
     if not NAMES:
         pytest.skip(f"{IMAGES} holds no images (shared data not provided)")
     try:
@@ -39,7 +56,10 @@ def views(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]
         dst = tmp / f"{name}.img"
         dst.write_bytes(lzma.decompress((IMAGES / f"{name}.img.xz").read_bytes()))
         paths.append(dst)
-    return dict(zip(NAMES, cmsref.inspect_many(paths)))
+    out = dict(zip(NAMES, cmsref.inspect_many(paths)))
+    for name, path in zip(NAMES, paths):
+        out[name]["image"] = path
+    return out
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -60,3 +80,12 @@ def test_reference_view_equals_manifest(views: dict[str, dict[str, Any]], name: 
             assert seen[key] == meant[key], f"{where}: {key}"
         assert seen["text"] == {"size": meant["cmsfs_ascii_read"]["size"], "sha256": meant["cmsfs_ascii_read"]["sha256"]}, where
         assert seen["errors"] == [], where
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fsproto_view_equals_reference_view(views: dict[str, dict[str, Any]], utc: Any, name: str) -> None:
+    """fsproto reads every shared image exactly as the reference does, field by field. Text is
+    compared by size where a record holds 0x15/0x25 (see test_cmsref_compat)."""
+    mine, _extras = fsproto_view(views[name]["image"])
+    loose = {f["path"] for f in mine if f["newline_bytes"]}
+    assert diff_views(mine, views[name]["files"], text_size_only=loose) == []
