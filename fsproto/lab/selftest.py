@@ -23,7 +23,7 @@ import traceback
 from typing import Callable
 
 CHUNK = 128 << 10
-BENCH_BYTES = 24 << 20
+BENCH_BYTES = 8 << 20  # --bench-mib changes it (tools/bench_nvme.py reads more)
 FILES = {"LAB1.DATA": b"written through FUSE in the lab guest\n", "LAB2.DATA": b"x" * 5000 + b"\n",
          "NOTES.TEXT": b"uio + pagemap DMA\n"}
 PATTERN_LBA = 2048  # the vfio/ahci checks write here; the host compares the image
@@ -242,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ahci-serial", default="")
     ap.add_argument("--bench-only", action="store_true", help="only the kernel-vs-fsproto read comparison")
     ap.add_argument("--mnt", default="/tmp/lab-mnt")
+    ap.add_argument("--bench-mib", type=int, default=BENCH_BYTES >> 20, help="MiB read by each driver (128 KiB reads)")
     args = ap.parse_args(argv)
+    global BENCH_BYTES
+    BENCH_BYTES = args.bench_mib << 20
     if not (os.environ.get("FSPROTO_PYTHON") and os.path.isdir("/run/lab")):
         print("selftest: refusing to run outside an fsproto lab guest (it rebinds PCI devices)", file=sys.stderr)
         return 2
