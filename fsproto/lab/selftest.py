@@ -233,6 +233,7 @@ def ahci_uio(bdf: str, serial: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global BENCH_BYTES
     ap = argparse.ArgumentParser(prog="python -m fsproto.lab.selftest", description=__doc__.split("\n\n")[0])
     ap.add_argument("--uio", metavar="BDF", help="NVMe function for the kernel baseline, uio, mkfs and FUSE")
     ap.add_argument("--uio-serial", default="")
@@ -244,7 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mnt", default="/tmp/lab-mnt")
     ap.add_argument("--bench-mib", type=int, default=BENCH_BYTES >> 20, help="MiB read by each driver (128 KiB reads)")
     args = ap.parse_args(argv)
-    global BENCH_BYTES
     BENCH_BYTES = args.bench_mib << 20
     if not (os.environ.get("FSPROTO_PYTHON") and os.path.isdir("/run/lab")):
         print("selftest: refusing to run outside an fsproto lab guest (it rebinds PCI devices)", file=sys.stderr)
