@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         ok &= check("nvme-uio", lambda: uio_driver(args.uio, args.uio_serial))
         if not args.bench_only:
             ok &= check("cms-fuse", lambda: cms_over_fuse(args.uio, args.mnt))
-    if args.vfio and not args.bench_only:
+    if args.vfio:
         ok &= check("nvme-vfio", lambda: vfio_driver(args.vfio, args.vfio_serial))
     if args.ahci and not args.bench_only:
         ok &= check("ahci-uio", lambda: ahci_uio(args.ahci, args.ahci_serial))
