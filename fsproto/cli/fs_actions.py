@@ -84,21 +84,51 @@ def cat_file(fs: Filesystem, path: str, out: Any) -> int:
     return offset
 
 
+def _walk(fs: Filesystem, path: str, rel: Path, out: list[tuple[str, Path, FileStat]], depth: int = 0) -> None:
+    """Collect (path, relative host path, stat) for *path*, descending into directories."""
+    if depth > 256:  # a directory that (through corruption) contains itself must not recurse forever
+        raise UsageError(f"{path}: directory tree deeper than 256 levels; run fsck")
+    st = fs.stat(path)
+    out.append((path, rel, st))
+    if st.is_dir:
+        for child in fs.listdir(path):
+            out_name = _safe_host_name(child.name, path)
+            _walk(fs, _join(path, child.name), rel / out_name, out, depth + 1)
+
+
+def _safe_host_name(name: str, parent: str) -> str:
+    """Names come from a possibly hostile image: never let one escape the output directory."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise UsageError(f"{parent}: refusing to extract an entry named {name!r}")
+    return name
+
+
 def get_files(
     fs: Filesystem, paths: list[str], dest: Path, *, progress: Progress | None = None
 ) -> list[Path]:
-    """Extract *paths* (every file when empty) into directory *dest*."""
+    """Extract *paths* (everything when empty) into directory *dest*; directories recursively.
+
+    Each file is written to a ``.part`` name and renamed when complete, so an interrupted
+    extraction never leaves a truncated file under the real name.
+    """
+    items: list[tuple[str, Path, FileStat]] = []
     if not paths:
-        paths = [_join("/", st.name) for st in fs.listdir("/") if not st.is_dir]
-    stats = [fs.stat(p) for p in paths]
-    total = sum(st.size for st in stats)
+        for child in fs.listdir("/"):
+            _walk(fs, _join("/", child.name), Path(_safe_host_name(child.name, "/")), items)
+    else:
+        for p in paths:
+            st = fs.stat(p)
+            _walk(fs, p, Path(_safe_host_name(st.name, p)), items)
+    total = sum(st.size for _, _, st in items if not st.is_dir)
     done = 0
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for path, st in zip(paths, stats):
+    for path, rel, st in items:
+        target = dest / rel
         if st.is_dir:
-            raise UsageError(f"{path} is a directory; extraction of directories is not supported yet")
-        target = dest / st.name
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
         with open(tmp, "wb") as out:
             offset = 0
@@ -111,10 +141,13 @@ def get_files(
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-        os.replace(tmp, target)  # never leave a half-extracted file under the real name
+        os.replace(tmp, target)
         if st.mtime_ns:
             os.utime(target, ns=(st.mtime_ns, st.mtime_ns))
         written.append(target)
+    for path, rel, st in reversed(items):  # directory times last: extracting files changed them
+        if st.is_dir and st.mtime_ns:
+            os.utime(dest / rel, ns=(st.mtime_ns, st.mtime_ns))
     return written
 
 
