@@ -92,12 +92,26 @@ def test_selftest_refuses_to_run_outside_a_guest(monkeypatch):
 @pytest.mark.usefixtures("lab_kernel")
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-x86 and busybox-static")
-def test_cli_reports_the_guest_commands_status_and_output(capfd):
+def test_cli_reports_the_guest_commands_status_and_output(capfd, tmp_path):
     rc = cli(["lab", "run", "--timeout", "120", "--", "echo from-the-guest; uname -r; exit 7"])
     out, err = capfd.readouterr()
     assert rc == 7
     assert "from-the-guest" in out and kernel.load().release in out
     assert "exited with status 7" in err
+    script = tmp_path / "s.sh"  # under the host's /tmp, which the guest cannot see: sent in the initramfs
+    script.write_text('echo "args: $1 $2"; test -e /run/lab/cmd.sh && exit 3\n')
+    assert cli(["lab", "script", "--timeout", "120", str(script), "one", "two words"]) == 3
+    assert "args: one two words" in capfd.readouterr().out
+
+
+@pytest.mark.usefixtures("lab_kernel")
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-x86 and busybox-static")
+def test_cli_runs_a_pytest_selection_in_the_guest(capfd):
+    rc = cli(["lab", "pytest", "--timeout", "300", "tests/test_nvme_prp.py"])
+    out, _err = capfd.readouterr()
+    assert rc == 0, out[-2000:]
+    assert "4 passed" in out
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ and that doorbells are only written.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 
@@ -17,8 +18,8 @@ import pytest
 
 from fsproto.blockdev.nvme import NvmeBlockDevice
 from fsproto.errors import (
-    CommandError, CommandTimeout, ControllerError, HardwareNotFound, LbaOutOfRange, MediaError, OutOfRange,
-    ReadOnlyError,
+    CommandError, CommandTimeout, ControllerError, DeviceError, HardwareNotFound, LbaOutOfRange, MediaError,
+    OutOfRange, ReadOnlyError,
 )
 from fsproto.hw.nvme import attach
 from fsproto.hw.nvme.commands import NVM_READ, Completion, status_error
@@ -232,3 +233,38 @@ def test_dead_qemu_becomes_a_media_error(image):
     with pytest.raises(MediaError):
         dev.close()  # the failed flush is reported, and everything is still released
     assert dev.closed and att.machine._proc.poll() is not None and not os.path.exists(att.machine.workdir)
+
+
+def test_random_reads_and_writes_match_a_plain_model(ctrl):
+    c, _ = ctrl
+    dev = NvmeBlockDevice(c, 1)
+    model = bytearray(BLOCKS * 512)
+    rng = random.Random(6)
+    for step in range(120):
+        count = rng.choice([1, 2, 7, 64, 255, 256, 257, 600])
+        lba = rng.randrange(0, BLOCKS - count)
+        if rng.random() < 0.5:
+            data = rng.randbytes(count * 512)
+            dev.write(lba, data)
+            model[lba * 512 : (lba + count) * 512] = data
+        else:
+            assert dev.read(lba, count) == model[lba * 512 : (lba + count) * 512], f"step {step}"
+    assert dev.read(0, BLOCKS) == model
+
+
+def test_a_forked_child_cannot_touch_the_controller(ctrl):
+    c, _ = ctrl
+    dev = NvmeBlockDevice(c, 1)
+    pid = os.fork()
+    if pid == 0:  # the child: DMA memory is MADV_DONTFORK and the queues are the parent's
+        try:
+            dev.read(0, 1)
+            code = 1
+        except DeviceError as e:
+            code = 0 if "fork" in str(e) else 2
+        except BaseException:  # noqa: BLE001
+            code = 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert dev.read(0, 1) == bytes(512)  # the parent still works

@@ -32,9 +32,16 @@ def _run(command: str, nvme: tuple[str, ...], ahci: tuple[str, ...], iommu: bool
          accel: str, quiet: bool) -> int:
     from fsproto.lab import Disk, run
 
+    from fsproto.errors import GuestError
+
     disks = [Disk(p, "nvme") for p in nvme] + [Disk(p, "ahci") for p in ahci]
-    result = run(command, disks=disks, timeout=timeout, iommu=iommu, accel=accel, memory_mb=memory_mb,
-                 on_line=None if quiet else (lambda line: click.echo(line, nl=False)))
+    try:
+        result = run(command, disks=disks, timeout=timeout, iommu=iommu, accel=accel, memory_mb=memory_mb,
+                     on_line=None if quiet else (lambda line: click.echo(line, nl=False)))
+    except GuestError as e:
+        if e.console_tail:  # the one error line follows; the console says why
+            click.echo(f"lab: last console lines:\n{e.console_tail}", err=True)
+        raise
     where = ", ".join(f"{os.path.basename(p)}={bdf}" for p, bdf in result.pci.items())
     click.echo(f"lab: guest command exited with status {result.status} after {result.seconds:.1f} s "
                f"({result.accel}{'; ' + where if where else ''})", err=True)
@@ -77,8 +84,11 @@ def run_cmd(command: tuple[str, ...], **opts: Any) -> int:
 @click.argument("script", type=click.Path(dir_okay=False, exists=True))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def script_cmd(script: str, args: tuple[str, ...], **opts: Any) -> int:
-    """Run SCRIPT (a shell script on this machine, seen over 9p) with ARGS in the guest."""
-    return _run(shlex.join(["sh", os.path.abspath(script), *args]), **opts)
+    """Run SCRIPT (a shell script on this machine) with ARGS in the guest."""
+    # The text travels in the initramfs: the script may live where the guest cannot see (/tmp).
+    with open(script, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    return _run(f"set -- {shlex.join(args)}\n{text}", **opts)
 
 
 @lab_group.command("pytest", context_settings={"ignore_unknown_options": True})

@@ -144,7 +144,8 @@ def run(command: str, *, disks: list[Disk] = (), timeout: float = 300, iommu: bo
     env = {"PATH": path, "FSPROTO_PYTHON": sys.executable, **(env or {})}
     workdir = Path(tempfile.mkdtemp(prefix="fsproto-lab-"))
     cwd = os.path.abspath(cwd or os.getcwd())
-    script = f"cd {_quote(cwd)} || exit 125\n{command}\n"
+    script = (f"cd {_quote(cwd)} 2>/dev/null || {{ echo 'lab: the working directory is not visible in the guest "
+              f"(host /tmp and /run are the guest'\\''s own tmpfs)'; exit 125; }}\n{command}\n")
     try:
         initrd = initramfs.build(kernel, script, workdir / "initramfs.cpio.gz", env=env)
         argv, where = qemu_command(kernel, initrd, list(disks), accel=accel, iommu=iommu, memory_mb=memory_mb, smp=smp)
