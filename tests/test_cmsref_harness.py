@@ -258,9 +258,11 @@ def _my_qemu_children() -> list[int]:
 @pytest.mark.timeout(120)
 def test_timeout_kills_and_reaps_qemu(reference: cmsref.Prepared, tmp_path: Path) -> None:
     img = _image("edf512-mixed", tmp_path)
-    with pytest.raises(GuestError, match="did not finish within 15 s") as e:
-        cmsref.run([img], "echo sleeping; sleep 600", timeout=15)
-    assert "sleeping" in str(e.value)
+    # 25 s: the job normally starts after ~5 s; on a loaded machine the boot itself may be
+    # what the timeout cuts, which must end the same way (GuestError, nothing left running).
+    with pytest.raises(GuestError, match="did not (finish|boot) within 25 s") as e:
+        cmsref.run([img], "echo sleeping; sleep 600", timeout=25)
+    assert "sleeping" in str(e.value) or "did not boot" in str(e.value)
     assert _my_qemu_children() == []
 
 
