@@ -135,3 +135,20 @@ def test_parse_size() -> None:
     assert fs_actions.parse_size("2GiB") == 2 << 30
     with pytest.raises(UsageError):
         fs_actions.parse_size("-1")
+
+
+def test_offline_writers_refuse_an_image_a_mount_holds(cms_image: Path, tmp_path: Path, capsys) -> None:
+    """A read-write mount caches attributes; an offline writer beside it would corrupt the disk."""
+    import fcntl
+
+    f = tmp_path / "A.B"
+    f.write_bytes(b"1")
+    with open(cms_image, "rb") as held:  # what the mount daemon holds for a read-write mount
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = _sha(cms_image)
+        assert cli(["put", str(cms_image), str(f)]) == 8
+        assert "unmount it first" in capsys.readouterr().err
+        assert cli(["fsck", "--repair", str(cms_image)]) == 8
+        assert _sha(cms_image) == before
+        assert cli(["put", "--force", str(cms_image), str(f)]) == 0  # the user said so
+    assert cli(["ls", str(cms_image)]) == 0

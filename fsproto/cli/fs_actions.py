@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fsproto import formats
+from fsproto.blockdev.lock import lock_device
 from fsproto.errors import FsprotoError, GeometryError, NotFound, UsageError
 from fsproto.formats.base import FsckReport, Progress
 from fsproto.rawdev import BlockDevice, ImageFile, open_device
@@ -48,6 +49,8 @@ def open_fs(
     """Open *device*, detect or pick its format, and open the filesystem on it."""
     dev = open_device(device, writable=writable, force=force)
     try:
+        if not force:
+            lock_device(dev, exclusive=writable)
         fmt = formats.detect(dev, fmt_name)
         fs = _open_with_options(fmt, dev, options)
         try:
@@ -228,6 +231,8 @@ def make_filesystem(
         raise UsageError(f"{device} exists with a different size; remove it or omit --size")
     dev = open_device(device, writable=True, force=force)
     try:
+        if not force:
+            lock_device(dev, exclusive=True)
         given = {k: v for k, v in options.items() if v is not None}
         fmt.mkfs(dev, progress=progress, **given)
         dev.flush()
@@ -240,6 +245,8 @@ def check_filesystem(
 ) -> FsckReport:
     dev = open_device(device, writable=repair, force=force)
     try:
+        if not force:
+            lock_device(dev, exclusive=repair)
         fmt = formats.detect(dev, fmt_name)
         return fmt.fsck(dev, repair=repair, progress=progress)
     finally:

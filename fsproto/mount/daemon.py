@@ -36,6 +36,7 @@ from typing import Any, Callable
 import pyfuse3
 import trio
 
+from fsproto.blockdev.lock import lock_device
 from fsproto.errors import DeviceBusy, MountError, UsageError
 from fsproto.mount.options import MountOptions
 from fsproto.vfs import Filesystem
@@ -271,7 +272,7 @@ def mount_device(
     dev = open_device(device_spec, writable=not options.read_only)
     fs: Filesystem | None = None
     try:
-        _lock_device(dev, exclusive=not options.read_only)
+        lock_device(dev, exclusive=not options.read_only)
         fmt = formats.detect(dev, format_name)
         fs = fmt.open(dev, **(format_options or {}))
         options = options.with_(
@@ -301,21 +302,6 @@ def mount_device(
             _release_lock(mp, lock_fd)
         return 0
     return _daemonize(ops, fs, mp, options, dev, lock_fd, handler, debug, fmt.name)
-
-
-def _lock_device(dev: Any, *, exclusive: bool) -> None:
-    """flock the device: the adapter caches attributes because the mount is the only writer,
-    so a second read-write mount of the same image (or any mount beside one) is refused.
-
-    The lock belongs to the open file, so the forked daemon keeps it. Raises DeviceBusy.
-    """
-    fileno = getattr(dev, "fileno", None)
-    if fileno is None:
-        return  # not file-backed (memory, MMIO): nothing else can open it by path
-    try:
-        fcntl.flock(fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise DeviceBusy("in use by another fsproto mount", device=dev.name) from None
 
 
 def _daemonize(
