@@ -11,10 +11,12 @@ qtest): ``close()`` flushes, stops the port and, for qtest, kills QEMU.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from fsproto.blockdev.base import BlockDevice
 from fsproto.errors import DeviceError, HardwareError, MediaError, OutOfRange
 from fsproto.hw.ahci import SECTOR, AhciController
+from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme.attach import Attachment
 
 
@@ -31,7 +33,7 @@ class AhciBlockDevice(BlockDevice):
         self._bounce = hba.alloc(hba.max_transfer)
         self._pid = os.getpid()
 
-    def _command(self, op, lba: int, n: int) -> None:  # type: ignore[no-untyped-def]
+    def _command(self, op: Callable[[int, int, DmaBuffer, int], None], lba: int, n: int) -> None:
         if os.getpid() != self._pid:
             # DMA memory is MADV_DONTFORK and QEMU/queues belong to the opener: a forked child
             # (e.g. a daemonizing mount) must not touch them. `fsproto mount -f` keeps one process.

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Callable
 
 from fsproto.blockdev.base import BlockDevice
-from fsproto.errors import DeviceError, ControllerError, HardwareError, MediaError, OutOfRange, UsageError
+from fsproto.errors import ControllerError, DeviceError, HardwareError, MediaError, OutOfRange, UsageError
+from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme.attach import Attachment
 from fsproto.hw.nvme.controller import NvmeController
 
@@ -48,12 +50,18 @@ class NvmeBlockDevice(BlockDevice):
         self._bounce = controller.alloc(self._chunk * ns.block_size)
         self._pid = os.getpid()
 
+    def _read_cmd(self, lba: int, n: int, buf: DmaBuffer, offset: int) -> None:
+        self.controller.read(self.nsid, lba, n, buf, offset)
+
+    def _write_cmd(self, lba: int, n: int, buf: DmaBuffer, offset: int) -> None:
+        self.controller.write(self.nsid, lba, n, buf, offset)
+
     def _read(self, lba: int, count: int) -> bytes:
         out = bytearray()
         bs = self._block_size
         for start in range(lba, lba + count, self._chunk):
             n = min(self._chunk, lba + count - start)
-            self._command(self.controller.read, start, n)
+            self._command(self._read_cmd, start, n)
             out += self._bounce.read(0, n * bs)
         return bytes(out)
 
@@ -64,16 +72,16 @@ class NvmeBlockDevice(BlockDevice):
         for start in range(lba, lba + count, self._chunk):
             n = min(self._chunk, lba + count - start)
             self._bounce.write(0, view[(start - lba) * bs : (start - lba + n) * bs])
-            self._command(self.controller.write, start, n)
+            self._command(self._write_cmd, start, n)
 
-    def _command(self, op, lba: int, n: int) -> None:  # type: ignore[no-untyped-def]
+    def _command(self, op: Callable[[int, int, DmaBuffer, int], None], lba: int, n: int) -> None:
         if os.getpid() != self._pid:
             # DMA memory is MADV_DONTFORK and QEMU/queues belong to the opener: a forked child
             # (e.g. a daemonizing mount) must not touch them. `fsproto mount -f` keeps one process.
             raise DeviceError("a controller device cannot be used after fork(); open it in this process "
                               "(fsproto mount -f)", device=self._name, lba=lba)
         try:
-            op(self.nsid, lba, n, self._bounce, 0)
+            op(lba, n, self._bounce, 0)
         except OutOfRange:
             raise
         except ControllerError as e:

@@ -23,10 +23,9 @@ from typing import Callable, Sequence
 
 from fsproto.errors import DeviceNotFound, HardwareError, RegionOutOfRange, UsageError
 from fsproto.hw.memory import DmaBuffer
+from fsproto.hw.nvme.queues import Allocator
 from fsproto.hw.pci import PciFunction
 from fsproto.hw.region import Region
-
-Allocator = Callable[[int], DmaBuffer]
 
 NVME_BDF = "00:04.0"  # where the qtest machine puts the NVMe function
 AHCI_BDF = "00:1f.2"  # q35's built-in ICH9 AHCI
@@ -114,15 +113,15 @@ class PinnedHostBuffer(DmaBuffer):
 
     Translating every page through pagemap on every command costs an open+pread per page
     (measured in the lab: 3.9 MB/s for 128 KiB reads under TCG); the table is built once here.
-    mlock keeps the pages resident; it does not stop migration (hardware.md 2.2), which is
-    acceptable for bring-up and the lab, not for long unattended runs without hugetlb pages.
+    mlock keeps the pages resident; it does not stop migration of 4 KiB pages (hardware.md 2.2),
+    which is acceptable for bring-up and the lab; reserve hugetlb pages for long unattended runs.
     Raises like :func:`fsproto.hw.memory.malloc` and :func:`~fsproto.hw.memory.vir2phys`.
     """
 
     def __init__(self, size: int) -> None:
         from fsproto.hw.memory import PAGE, malloc, mpin, vir2phys
 
-        self.host = malloc(size, huge=False)
+        self.host = malloc(size)  # hugetlb pages when enough are reserved (contiguous, never migrated)
         self.size, self.region, self._page = self.host.size, self.host.region, PAGE
         try:
             mpin(self.host)
