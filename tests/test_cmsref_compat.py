@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from fsproto.cli import cli
 from fsproto.errors import HarnessSetupError
 from fsproto.formats.cms import FORMAT
 from fsproto.rawdev import ImageFile
@@ -197,6 +198,52 @@ def _fsproto(*args: str) -> None:
     assert p.returncode == 0, f"fsproto {' '.join(args)}: {p.stderr.strip()}"
 
 
+CLI_BS = 2048
+CLI_TEXT = "".join(f"card {i:02d} [x] ^ \xac\n" for i in range(40))
+CLI_BLOB = random.Random(9).randbytes(100 * 57 + 30)
+CLI_VTEXT = "short\n\n" + "v" * 150 + "\n"
+
+
+def cli_ops() -> list[wl.Op]:
+    """What apply_cli does, as model ops (record boundaries of F and text files do not depend
+    on how the CLI chunks its writes), then the dates it cannot set."""
+    return [
+        wl.Create("/README.TEXT", "F", 80, "B1"), wl.Text("/README.TEXT", CLI_TEXT),
+        wl.Create("/BLOB.DATA", "F", 100), wl.Records("/BLOB.DATA", (CLI_BLOB,)),
+        wl.Create("/NOTES.SCRIPT"), wl.Text("/NOTES.SCRIPT", CLI_VTEXT),
+        wl.Create("/GONE.TEXT", "F", 80), wl.Text("/GONE.TEXT", "bye\n"),
+        wl.Rename("/NOTES.SCRIPT", "/NOTES.EXEC"),
+        wl.Delete("/GONE.TEXT"),
+        *(wl.Touch(p, "2021-01-01 01:01:01") for p in ("/README.TEXT", "/BLOB.DATA", "/NOTES.EXEC")),
+    ]
+
+
+def apply_cli(image: Path, src: Path) -> None:
+    """The offline verbs, in-process: put (text and binary, F and V), mv, rm."""
+    src.mkdir()
+    (src / "readme.txt").write_text(CLI_TEXT, encoding="utf-8")
+    (src / "blob").write_bytes(CLI_BLOB)
+    (src / "notes").write_text(CLI_VTEXT, encoding="utf-8")
+    (src / "gone").write_text("bye\n")
+    img = str(image)
+    for args in (
+        ["put", "--text", "--recfm", "F", "--lrecl", "80", "--mode", "B1", img, str(src / "readme.txt"), "--as", "README.TEXT"],
+        ["put", "--binary", "--recfm", "F", "--lrecl", "100", img, str(src / "blob"), "--as", "BLOB.DATA"],
+        ["put", "--text", img, str(src / "notes"), "--as", "NOTES.SCRIPT"],
+        ["put", "--text", "--recfm", "F", "--lrecl", "80", img, str(src / "gone"), "--as", "GONE.TEXT"],
+        ["mv", img, "NOTES.SCRIPT", "NOTES.EXEC"],
+        ["rm", img, "GONE.TEXT"],
+    ):
+        assert cli(args) == 0, args
+    # the CLI has no verb for dates: set them through the API, as cli_ops says
+    with ImageFile(image, block_size=512, writable=True) as dev:
+        fs = FORMAT.open(dev)
+        for op in cli_ops():
+            if isinstance(op, wl.Touch):
+                fs.set_mtime(op.path, int(wl.frozen_epoch(op.date)) * 1_000_000_000)
+        fs.close()
+
+
 def fuse_ops(bs: int) -> list[wl.Op]:
     """The common workload, then every file dated: the FUSE daemon runs on the real clock."""
     ops = common_ops(bs)
@@ -270,13 +317,17 @@ def world(utc: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     inputs: dict[str, bytes] = {}
     for bs in SIZES:
         empty = tmp / f"empty{bs}.img"
-        with ImageFile.create(empty, IMAGE_BYTES[bs], block_size=512) as dev:
-            FORMAT.mkfs(dev, block_size=bs, label=f"CR{bs}", clock=lambda: CLOCK)
+        assert cli(["mkfs", "--format", "cms", "--block-size", str(bs), "--label", f"CR{bs}",
+                    "--size", str(IMAGE_BYTES[bs]), str(empty)]) == 0
         for kind in KINDS:
             if kind == "fuse" and bs not in FUSE_SIZES:
                 continue
             images[(bs, kind)] = tmp / f"{kind}{bs}.img"
             shutil.copyfile(empty, images[(bs, kind)])
+        if bs == CLI_BS:
+            images[(bs, "cli")] = tmp / f"cli{bs}.img"
+            shutil.copyfile(empty, images[(bs, "cli")])
+            apply_cli(images[(bs, "cli")], tmp / "cli-src")
         if bs in FUSE_SIZES:
             mnt = tmp / f"mnt{bs}"
             wl.apply_fsproto(lambda text, _i=images[(bs, "fuse")], _m=mnt: MountedFs(_i, _m, text), fuse_ops(bs))
@@ -332,7 +383,8 @@ def _fsck(image: Path) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("bs", "kind"), [(bs, k) for k in ("fsp", "ext") for bs in SIZES] + [(bs, "fuse") for bs in FUSE_SIZES]
+    ("bs", "kind"),
+    [(bs, k) for k in ("fsp", "ext") for bs in SIZES] + [(bs, "fuse") for bs in FUSE_SIZES] + [(CLI_BS, "cli")],
 )
 def test_fsproto_to_reference(world: dict[str, Any], bs: int, kind: str) -> None:
     image = world["images"][(bs, kind)]
@@ -340,12 +392,12 @@ def test_fsproto_to_reference(world: dict[str, Any], bs: int, kind: str) -> None
     assert ref["errors"] == [] and ref["daemon_exit"] == {"a": 0, "b": 0}, ref["errors"]
     assert ref["block_size"] == bs
     mine, extras = fsproto_view(image)
-    want = wl.expected({"fsp": common_ops, "ext": extra_ops, "fuse": fuse_ops}[kind](bs))
+    want = wl.expected({"fsp": common_ops, "ext": extra_ops, "fuse": fuse_ops, "cli": lambda _bs: cli_ops()}[kind](bs))
     assert _diff(mine, want, want) == []  # fsproto did what the workload says
     assert _diff(ref["files"], mine, want) == []  # ... and the reference sees exactly that
     report = _fsck(image)
     assert report.clean and report.problems == [], [str(p) for p in report.problems]
-    if kind != "ext":  # the workload reached the shapes it is meant to cover
+    if kind in ("fsp", "fuse"):  # the workload reached the shapes it is meant to cover
         assert extras["TREEV.DATA"]["levels"] == ("3" if bs == 512 else "2")
         assert extras["POWV.DATA"]["levels"] == "2"  # exact power: the reference's extra level
         if bs <= 2048:
