@@ -17,7 +17,7 @@ import pytest
 from fsproto.cli import cli
 from fsproto.errors import GuestError, UsageError
 from fsproto.lab import guest, initramfs, kernel
-from fsproto.lab.selftest import FILES, PATTERN_LBA, pattern
+from fsproto.lab.selftest import FILES, PATTERN_LBA, VFIO_NOTE, pattern
 
 HAVE_QEMU = shutil.which("qemu-system-x86_64") is not None and shutil.which("busybox") is not None
 needs_guest = [
@@ -182,11 +182,15 @@ class TestLabSession:
             assert cli(["cat", img, name]) == 0
             assert capsys.readouterr().out.encode() == data
 
-    def test_vfio_through_the_viommu_then_the_data_is_in_the_image(self, session):
+    def test_vfio_through_the_viommu_then_the_data_is_in_the_image(self, session, capsys):
         assert "through the vIOMMU" in _passed(session, "nvme-vfio")
-        with open(session[2]["vfio"], "rb") as f:
+        img = str(session[2]["vfio"])
+        with open(img, "rb") as f:
             f.seek(PATTERN_LBA * 512)
             assert f.read(128 << 10) == pattern(128 << 10, 11)
+        capsys.readouterr()
+        assert cli(["ls", img]) == 0 and capsys.readouterr().out.split() == ["VFIO.NOTE"]
+        assert cli(["cat", img, "VFIO.NOTE"]) == 0 and capsys.readouterr().out.encode() == VFIO_NOTE
 
     def test_ahci_through_uio_then_the_data_is_in_the_image(self, session):
         assert "SN LAB-SATA" in _passed(session, "ahci-uio")

@@ -26,6 +26,7 @@ CHUNK = 128 << 10
 BENCH_BYTES = 8 << 20  # --bench-mib changes it (tools/bench_nvme.py reads more)
 FILES = {"LAB1.DATA": b"written through FUSE in the lab guest\n", "LAB2.DATA": b"x" * 5000 + b"\n",
          "NOTES.TEXT": b"uio + pagemap DMA\n"}
+VFIO_NOTE = b"put through nvme:vfio:\n"
 PATTERN_LBA = 2048  # the vfio/ahci checks write here; the host compares the image
 
 
@@ -200,7 +201,14 @@ def vfio_driver(bdf: str, serial: str) -> str:
             ctrl.close()
     finally:
         att.close()
-    return f"Identify SN {serial} through the vIOMMU; data at IOVA {iova:#x}; pattern at LBA {PATTERN_LBA}"
+    # The same controller through the CLI spec (a fresh bring-up, vfio resets the function).
+    spec, note = f"nvme:vfio:{bdf}/1", "/tmp/VFIO.NOTE"
+    with open(note, "wb") as f:
+        f.write(VFIO_NOTE)
+    sh(f"{sys.executable} -m fsproto mkfs --format cms --label VFIO01 {spec} && "
+       f"{sys.executable} -m fsproto put {spec} {note}")
+    return (f"Identify SN {serial} through the vIOMMU; data at IOVA {iova:#x}; pattern at LBA {PATTERN_LBA}; "
+            f"mkfs + put on {spec}")
 
 
 def ahci_uio(bdf: str, serial: str) -> str:
