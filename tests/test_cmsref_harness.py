@@ -23,7 +23,6 @@ from conftest import SHARED
 from fsproto.errors import DeviceError, FormatError, GuestError, HarnessSetupError, ReferenceRefused, UsageError
 from fsproto.testing import cmsref
 from fsproto.testing.cmsref import apt
-from fsproto.testing.cmsref import prepare as prepare_mod
 from fsproto.testing.cmsref.elf import ElfFile
 from fsproto.testing.cmsref.initramfs import Archive
 

@@ -16,7 +16,6 @@ the kernel probes them in.
 from __future__ import annotations
 
 DISK_DEVNO_BASE = 0x10
-EXIT_REFUSED = 97  # the job's status when cms_mount gave up (see /host/refused)
 
 INIT = r"""#!/bin/busybox sh
 # cmsref guest init: set up, run /host/job.sh, report through /host, power off.
