@@ -41,9 +41,15 @@ class Scattered(DmaBuffer):
     def device_addr(self, offset: int = 0) -> int:
         return self.parts[offset // 4096].device_addr(offset % 4096)
 
+    def _spans(self, offset: int, n: int):  # type: ignore[no-untyped-def]
+        pos = offset
+        while pos < offset + n:  # (page, offset in page, bytes), split at page boundaries
+            step = min(4096 - pos % 4096, offset + n - pos)
+            yield self.parts[pos // 4096], pos % 4096, step
+            pos += step
+
     def read(self, offset: int, n: int) -> bytes:
-        return b"".join(self.parts[o // 4096].read(o % 4096, min(4096 - o % 4096, offset + n - o))
-                        for o in range(offset, offset + n, 4096))
+        return b"".join(part.read(o, k) for part, o, k in self._spans(offset, n))
 
     def free(self) -> None:
         for p in self.parts:

@@ -21,6 +21,7 @@ from fsproto.errors import (
     CommandError, CommandTimeout, ControllerError, DeviceError, HardwareNotFound, LbaOutOfRange, MediaError,
     OutOfRange, ReadOnlyError,
 )
+from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme import attach
 from fsproto.hw.nvme.commands import NVM_READ, Completion, status_error
 from fsproto.hw.nvme.controller import NvmeController
@@ -106,6 +107,56 @@ def test_prp_list_transfer_spanning_several_pages(ctrl, image):
     other = c.alloc(8 * 4096)
     c.read(1, 8, 24, other, 1024)  # a different offset: different PRP1 and list
     assert other.read(1024, len(data)) == data
+
+
+class Scattered(DmaBuffer):
+    """Guest pages in reverse address order, like pagemap-translated host memory: every page of a
+    transfer needs its own PRP entry, and the controller must follow the list to each."""
+
+    def __init__(self, alloc, pages: int) -> None:  # type: ignore[no-untyped-def]
+        self.parts = [alloc(4096) for _ in range(pages)][::-1]
+        self.size = 4096 * pages
+        self.region = self.parts[0].region
+
+    def device_addr(self, offset: int = 0) -> int:
+        return self.parts[offset // 4096].device_addr(offset % 4096)
+
+    def _spans(self, offset: int, n: int):  # type: ignore[no-untyped-def]
+        pos = offset
+        while pos < offset + n:  # (page, offset in page, bytes), split at page boundaries
+            step = min(4096 - pos % 4096, offset + n - pos)
+            yield self.parts[pos // 4096], pos % 4096, step
+            pos += step
+
+    def read(self, offset: int, n: int) -> bytes:
+        return b"".join(part.read(o, k) for part, o, k in self._spans(offset, n))
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        done = 0
+        for part, o, k in self._spans(offset, len(data)):
+            part.write(o, data[done : done + k])
+            done += k
+
+    def free(self) -> None:
+        for p in self.parts:
+            p.free()
+
+
+def test_prp_list_over_scattered_pages(ctrl, image):
+    c, _ = ctrl
+    buf = Scattered(c.alloc, 6)
+    assert buf.device_addr(4096) < buf.device_addr(0)  # really out of order
+    data = pattern(5 * 4096, 4)
+    buf.write(2048, data)  # PRP1 mid-page, then 5 more pages through the list
+    c.write(1, 40, len(data) // 512, buf, 2048)
+    with open(image, "rb") as f:
+        f.seek(40 * 512)
+        assert f.read(len(data)) == data
+    with open(image, "r+b") as f:
+        f.seek(500 * 512)
+        f.write(pattern(6 * 4096, 8))
+    c.read(1, 500, 48, buf, 0)
+    assert buf.read(0, 6 * 4096) == pattern(6 * 4096, 8)
 
 
 def test_out_of_range_lba_is_a_typed_error_from_the_controller(ctrl):
