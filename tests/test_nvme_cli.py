@@ -42,3 +42,20 @@ def test_bad_controller_specs_print_one_line(tmp_path, capsys):
     assert cli(["ls", "nvme:not-a-bdf"]) == 16
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("fsproto: error: ") for line in err)
+
+
+def test_writers_respect_the_image_lock_of_a_qtest_controller(tmp_path, capsys):
+    import fcntl
+
+    img = tmp_path / "locked.img"
+    img.write_bytes(b"\0" * (2 << 20))
+    spec = f"nvme:qtest:{img}"
+    assert cli(["mkfs", "--format", "cms", spec]) == 0
+    src = tmp_path / "A.FILE"
+    src.write_bytes(b"a\n")
+    with open(img, "rb") as holder:  # what a read-write fsproto mount of the image holds
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        capsys.readouterr()
+        assert cli(["put", spec, str(src)]) == 8
+        assert "in use" in capsys.readouterr().err
+    assert cli(["put", spec, str(src)]) == 0

@@ -62,6 +62,10 @@ class AhciBlockDevice(BlockDevice):
             self._bounce.write(0, view[(start - lba) * SECTOR : (start - lba + n) * SECTOR])
             self._command(self.port.write, start, n)
 
+    def fileno(self) -> int | None:
+        """The image file under a qtest controller (for fsproto.blockdev.lock), else None."""
+        return self.attachment.image_fd if self.attachment is not None else None
+
     def _flush(self) -> None:
         try:
             self.port.flush()

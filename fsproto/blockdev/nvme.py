@@ -90,6 +90,10 @@ class NvmeBlockDevice(BlockDevice):
         except HardwareError as e:
             raise MediaError(f"controller access failed: {e}", device=self._name, lba=lba) from e
 
+    def fileno(self) -> int | None:
+        """The image file under a qtest controller (for fsproto.blockdev.lock), else None."""
+        return self.attachment.image_fd if self.attachment is not None else None
+
     def _flush(self) -> None:
         try:
             self.controller.flush(self.nsid)

@@ -41,6 +41,7 @@ class Attachment:
     alloc: Allocator
     closers: list[Callable[[], None]] = field(default_factory=list)
     machine: object | None = None  # the QtestMachine, when there is one (tests read its trace)
+    image_fd: int | None = None  # the qtest image, held open so fsproto's device locks can flock it
 
     def close(self) -> None:
         """Release everything in reverse order; idempotent, never raises."""
@@ -87,8 +88,9 @@ def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: st
     except BaseException:
         machine.close()
         raise
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     return Attachment(f"{controller}:qtest:{path}", fn, bar, lambda n: machine.malloc(n, align=4096),
-                      [machine.close], machine)
+                      [lambda: os.close(fd), machine.close], machine, fd)
 
 
 def uio(bdf: str, bar_index: int, *, force: bool = False) -> Attachment:
