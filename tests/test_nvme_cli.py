@@ -27,6 +27,7 @@ def test_mkfs_put_ls_on_an_nvme_namespace(tmp_path, capsys):
         names.append(src.name)
         assert cli(["put", spec, str(src)]) == 0
     capsys.readouterr()
+    before = img.read_bytes()
     assert cli(["ls", spec]) == 0
     over_nvme = capsys.readouterr().out.split()
     assert cli(["ls", str(img)]) == 0  # the same image, read offline by the file backend
@@ -35,6 +36,7 @@ def test_mkfs_put_ls_on_an_nvme_namespace(tmp_path, capsys):
     assert cli(["cat", str(img), "FILE2.DATA"]) == 0
     assert capsys.readouterr().out == "record 2\n" * 601
     assert cli(["fsck", spec]) == 0
+    assert img.read_bytes() == before  # ls, cat and fsck opened the namespace read-only: nothing written
 
 
 def test_bad_controller_specs_print_one_line(tmp_path, capsys):

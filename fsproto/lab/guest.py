@@ -134,7 +134,7 @@ def run(command: str, *, disks: list[Disk] = (), timeout: float = 300, iommu: bo
     """
     if shutil.which(QEMU) is None:
         raise HarnessSetupError(f"{QEMU} is not installed: run tools/setup.sh (qemu-system-x86)")
-    kernel = prepare() if prepare_kernel else load()
+    kernel = prepare(log=lambda msg: print(msg, file=sys.stderr)) if prepare_kernel else load()
     if kernel is None:
         raise HarnessSetupError("no lab kernel in the cache: run `fsproto lab prepare`")
     if accel == "auto":

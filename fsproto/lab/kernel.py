@@ -141,7 +141,13 @@ def prepare(cache: Path | None = None, *, log=print) -> GuestKernel:  # type: ig
     shutil.rmtree(dl, ignore_errors=True)
     dl.mkdir()
     log(f"lab: downloading {package} (about 70 MB)")
-    _run(["apt-get", "-o", "APT::Sandbox::User=root", "download", package], f"apt-get download {package}", cwd=dl)
+    download = ["apt-get", "-o", "APT::Sandbox::User=root", "download", package]
+    try:
+        _run(download, f"apt-get download {package}", cwd=dl)
+    except HarnessSetupError:
+        # Stale package lists name a version the mirror no longer has: refresh once, retry.
+        _run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"], "apt-get update")
+        _run(download, f"apt-get download {package}", cwd=dl)
     debs = sorted(dl.glob("*.deb"))
     if len(debs) != 1:
         raise HarnessSetupError(f"apt-get download {package} gave {len(debs)} files")
