@@ -16,7 +16,8 @@ every other register access is one access of the register's width; doorbells are
 
 Limits: polled completions (no interrupts), one I/O queue pair, one command in flight, PRP data
 pointers (no SGLs), 4 KiB controller pages (CAP.MPSMIN must be 0), no metadata/protection
-information formats.
+information formats. No explicit memory barriers: the SQE-then-doorbell and phase-then-entry
+orders rely on x86's ordering of stores and of loads (qtest serialises everything anyway).
 """
 
 from __future__ import annotations
