@@ -192,6 +192,13 @@ class MountedFs:
         _fsproto("umount", str(self.mnt))
 
 
+def _lazy_unmount(mnt: Path) -> None:
+    with open("/proc/self/mountinfo") as f:
+        mounted = any(line.split()[4] == str(mnt) for line in f)
+    if mounted:
+        subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True, timeout=60)
+
+
 def _fsproto(*args: str) -> None:
     """The real fsproto CLI in a child (the mount daemonizes; pytest must not fork)."""
     p = subprocess.run([sys.executable, "-m", "fsproto", *args], capture_output=True, text=True, timeout=120)
@@ -330,7 +337,10 @@ def world(utc: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             apply_cli(images[(bs, "cli")], tmp / "cli-src")
         if bs in FUSE_SIZES:
             mnt = tmp / f"mnt{bs}"
-            wl.apply_fsproto(lambda text, _i=images[(bs, "fuse")], _m=mnt: MountedFs(_i, _m, text), fuse_ops(bs))
+            try:
+                wl.apply_fsproto(lambda text, _i=images[(bs, "fuse")], _m=mnt: MountedFs(_i, _m, text), fuse_ops(bs))
+            finally:  # never leave a mount behind, even when a step failed
+                _lazy_unmount(mnt)
         for kind, ops in (("fsp", common_ops(bs)), ("ext", extra_ops(bs))):
             def open_fs(text: bool, _img: Path = images[(bs, kind)]) -> Any:
                 dev = ImageFile(_img, block_size=512, writable=True)
