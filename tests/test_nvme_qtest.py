@@ -319,3 +319,28 @@ def test_a_forked_child_cannot_touch_the_controller(ctrl):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert dev.read(0, 1) == bytes(512)  # the parent still works
+
+
+def test_a_4k_namespace_and_open_device_adapting_it(image):
+    att = attach.qtest(image, device_props="logical_block_size=4096,physical_block_size=4096")
+    try:
+        c = NvmeController(att.bar, att.pci, att.alloc)
+        ns = c.namespace(1)
+        assert (ns.block_size, ns.blocks) == (4096, BLOCKS // 8)  # LBADS 12 from Identify Namespace
+        dev = NvmeBlockDevice(c, 1)
+        data = pattern(3 * 4096, 5)
+        dev.write(7, data)
+        assert dev.read(7, 3) == data
+        dev.close()
+    finally:
+        att.close()
+    with open(image, "rb") as f:
+        f.seek(7 * 4096)
+        assert f.read(len(data)) == data
+    from fsproto.rawdev import open_device
+
+    spec = f"nvme:qtest:{image},logical_block_size=4096,physical_block_size=4096"
+    with open_device(spec, block_size=None) as native:
+        assert native.block_size == 4096 and native.read(7, 1) == data[:4096]
+    with open_device(spec) as small:  # the default 512-byte blocks, adapted over the 4 KiB namespace
+        assert small.block_size == 512 and small.read(57, 8) == data[512:4608]

@@ -3,8 +3,9 @@
 
 Specs (so ``fsproto mkfs``, ``ls``, ``mount`` work unchanged on a controller):
 
-* ``nvme:qtest:IMAGE`` -- QEMU's NVMe model over qtest with IMAGE as its disk, namespace 1
-  (no guest, no root: how CI runs); ``ahci:qtest:IMAGE`` -- the same with QEMU's ICH9 AHCI;
+* ``nvme:qtest:IMAGE[,PROP=VALUE...]`` -- QEMU's NVMe model over qtest with IMAGE as its disk,
+  namespace 1 (no guest, no root: how CI runs); PROPs go to QEMU's ``-device`` (e.g.
+  ``logical_block_size=4096``); ``ahci:qtest:IMAGE`` -- the same with QEMU's ICH9 AHCI;
 * ``nvme:BDF[/NSID]`` -- a function of this machine on uio_pci_generic (pagemap DMA);
   ``nvme:vfio:BDF[/NSID]`` -- bound to vfio-pci (IOMMU DMA); ``ahci:BDF[/PORT]`` likewise.
 
@@ -117,10 +118,11 @@ def _controller_device(spec: str, writable: bool, force: bool = False) -> BlockD
 
     kind, _, rest = spec.partition(":")
     if rest.startswith("qtest:"):
-        image = rest[len("qtest:") :]
+        # QEMU takes no ',' in a path, so everything after the first one is -device properties.
+        image, _, props = rest[len("qtest:") :].partition(",")
         if not image:
             raise UsageError(f"{spec}: give an image file after {kind}:qtest:")
-        att = attach.qtest(image, controller=kind, read_only=not writable)
+        att = attach.qtest(image, controller=kind, read_only=not writable, device_props=props)
         unit = 1 if kind == "nvme" else 0
     else:
         m = _HOST_SPEC.fullmatch(spec)
