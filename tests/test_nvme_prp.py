@@ -82,3 +82,19 @@ def test_transfers_that_do_not_fit_are_refused():
         prp.build(data, 2, 512)  # PRP1 must be dword aligned
     with pytest.raises(UsageError):
         prp.build(data, data.size - 512, 1024)  # past the buffer
+
+
+def test_identify_namespace_with_a_broken_lba_format_has_no_block_size():
+    from fsproto.hw.nvme.commands import IdentifyNamespace
+
+    raw = bytearray(4096)
+    raw[0:8] = (1000).to_bytes(8, "little")
+    raw[25] = 1  # two formats
+    raw[26] = 1  # the second is active
+    raw[128:132] = (9 << 16).to_bytes(4, "little")
+    raw[132:136] = (40 << 16).to_bytes(4, "little")  # 2^40-byte blocks: nonsense
+    assert IdentifyNamespace.parse(bytes(raw)).block_size == 0
+    raw[26] = 0
+    assert IdentifyNamespace.parse(bytes(raw)).block_size == 512
+    raw[26] = 7  # an index past NLBAF
+    assert IdentifyNamespace.parse(bytes(raw)).block_size == 0

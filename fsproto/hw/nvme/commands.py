@@ -169,9 +169,10 @@ class IdentifyNamespace:
 
     @property
     def block_size(self) -> int:
-        """Bytes per logical block of the active format (2^LBADS); 0 when the format is absent."""
+        """Bytes per logical block of the active format (2^LBADS); 0 when the format is absent or
+        outside 512 B..64 KiB (the spec's minimum is 512; a larger value is a broken device)."""
         idx = self.format_index
-        return 1 << self.lbaf[idx][1] if idx < len(self.lbaf) and self.lbaf[idx][1] >= 9 else 0
+        return 1 << self.lbaf[idx][1] if idx < len(self.lbaf) and 9 <= self.lbaf[idx][1] <= 16 else 0
 
     @property
     def metadata_size(self) -> int:
