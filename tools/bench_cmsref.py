@@ -112,4 +112,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from fsproto.errors import FsprotoError
+
+    try:
+        sys.exit(main())
+    except FsprotoError as e:  # one line, like every fsproto tool
+        print(f"bench_cmsref: error: {e}", file=sys.stderr)
+        sys.exit(8)
