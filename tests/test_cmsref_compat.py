@@ -260,10 +260,10 @@ def fuse_ops(bs: int) -> list[wl.Op]:
 
 
 def _diff(seen: list[dict[str, Any]], meant: list[dict[str, Any]], model: list[dict[str, Any]]) -> list[str]:
-    """diff_views, with the text of files whose records hold 0x15 or 0x25 compared by size:
-    fsproto's cp1047 and the reference's IBM-1047 (glibc) map those two bytes the opposite way
-    round; test_newline_bytes_in_text_view pins that difference down."""
-    return diff_views(seen, meant, text_size_only={f["path"] for f in model if f["newline_bytes"]})
+    """diff_views, strict: text too, including records that hold 0x15/0x25 (fsproto's cp1047
+    maps them as the reference's glibc IBM-1047 does; test_newline_bytes_in_text_view)."""
+    del model
+    return diff_views(seen, meant)
 
 
 # The reference's known failures, made on purpose on one disk (cms-edf.md, "Where the
@@ -427,8 +427,6 @@ def test_reference_to_fsproto(world: dict[str, Any], bs: int) -> None:
     assert report.clean, [str(p) for p in report.problems]  # notices (stale counters) allowed
 
 
-@pytest.mark.xfail(strict=True, reason="fsproto's cp1047 maps 0x15->LF, 0x25->NEL (shared/specs/fuse.md); "
-                   "the reference's IBM-1047 (glibc) maps 0x15->NEL, 0x25->LF, as cp037 does")
 def test_newline_bytes_in_text_view(world: dict[str, Any]) -> None:
     """The -a view of a record holding all 256 byte values: the reference's table is the truth."""
     ref = {f["path"]: f for f in world["views"][(4096, "ext")]["files"]}["ALL256.DATA"]

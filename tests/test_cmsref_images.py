@@ -84,8 +84,7 @@ def test_reference_view_equals_manifest(views: dict[str, dict[str, Any]], name: 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fsproto_view_equals_reference_view(views: dict[str, dict[str, Any]], utc: Any, name: str) -> None:
-    """fsproto reads every shared image exactly as the reference does, field by field. Text is
-    compared by size where a record holds 0x15/0x25 (see test_cmsref_compat)."""
+    """fsproto reads every shared image exactly as the reference does, field by field, text
+    included (also for records holding 0x15/0x25)."""
     mine, _extras = fsproto_view(views[name]["image"])
-    loose = {f["path"] for f in mine if f["newline_bytes"]}
-    assert diff_views(mine, views[name]["files"], text_size_only=loose) == []
+    assert diff_views(mine, views[name]["files"]) == []
