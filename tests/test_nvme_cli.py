@@ -61,3 +61,20 @@ def test_writers_respect_the_image_lock_of_a_qtest_controller(tmp_path, capsys):
         assert cli(["put", spec, str(src)]) == 8
         assert "in use" in capsys.readouterr().err
     assert cli(["put", spec, str(src)]) == 0
+
+
+def test_background_mount_of_a_driver_device_is_refused(tmp_path, capsys):
+    """The daemon forks; a user-space driver's DMA memory and controller session do not follow."""
+    img = tmp_path / "disk.img"
+    img.write_bytes(b"\0" * (2 << 20))
+    spec = f"nvme:qtest:{img}"
+    assert cli(["mkfs", "--format", "cms", spec]) == 0
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    capsys.readouterr()
+    assert cli(["mount", spec, str(mnt)]) == 16
+    err = capsys.readouterr().err
+    assert "--foreground" in err and err.count("\n") == 1
+    import os
+
+    assert not os.path.ismount(mnt)

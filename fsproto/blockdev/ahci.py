@@ -23,6 +23,10 @@ from fsproto.hw.nvme.attach import Attachment
 class AhciBlockDevice(BlockDevice):
     """The disk on port *port* of *hba*. Raises HardwareNotFound (no disk there), ControllerError."""
 
+    @property
+    def survives_fork(self) -> bool:
+        return False  # DMA buffers are MADV_DONTFORK; the controller session is the parent's
+
     def __init__(self, hba: AhciController, port: int, *, read_only: bool = False,
                  attachment: Attachment | None = None, name: str | None = None) -> None:
         self.port = hba.port(port)

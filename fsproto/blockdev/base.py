@@ -57,6 +57,12 @@ class BlockDevice(abc.ABC):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def survives_fork(self) -> bool:
+        """False when a forked child cannot use this device (user-space drivers: their DMA
+        memory is MADV_DONTFORK and their controller session belongs to the parent)."""
+        return True
+
     # -- the interface -----------------------------------------------------------------------
     def read(self, lba: int, count: int = 1) -> bytes:
         """Read *count* blocks starting at *lba*.

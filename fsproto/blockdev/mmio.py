@@ -26,6 +26,10 @@ class MmioBlockDevice(BlockDevice):
     region is smaller than one block or not a multiple of *block_size*.
     """
 
+    @property
+    def survives_fork(self) -> bool:
+        return False  # fsproto's malloc is MADV_DONTFORK and a qtest session is the parent's
+
     def __init__(
         self,
         region: Region,

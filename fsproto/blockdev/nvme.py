@@ -40,6 +40,10 @@ class NvmeBlockDevice(BlockDevice):
     Raises HardwareNotFound for an inactive namespace.
     """
 
+    @property
+    def survives_fork(self) -> bool:
+        return False  # DMA buffers are MADV_DONTFORK; the controller session is the parent's
+
     def __init__(self, controller: NvmeController, nsid: int = 1, *, read_only: bool = False,
                  attachment: Attachment | None = None, name: str | None = None) -> None:
         ns = controller.namespace(nsid)

@@ -46,6 +46,10 @@ class WrappedDevice(BlockDevice):
         """The device under this one."""
         return self._inner
 
+    @property
+    def survives_fork(self) -> bool:
+        return self._inner.survives_fork
+
     def _flush(self) -> None:
         self._inner.flush()
 

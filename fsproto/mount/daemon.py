@@ -270,6 +270,10 @@ def mount_device(
     if foreground:
         install_log_handler(handler, debug=debug)
     dev = open_device(device_spec, writable=not options.read_only)
+    if not foreground and not dev.survives_fork:
+        dev.close()
+        raise UsageError(f"{device_spec}: a user-space driver's device cannot be handed to a forked "
+                         "daemon; mount it with --foreground")
     fs: Filesystem | None = None
     try:
         lock_device(dev, exclusive=not options.read_only)
