@@ -152,3 +152,17 @@ def test_offline_writers_refuse_an_image_a_mount_holds(cms_image: Path, tmp_path
         assert _sha(cms_image) == before
         assert cli(["put", "--force", str(cms_image), str(f)]) == 0  # the user said so
     assert cli(["ls", str(cms_image)]) == 0
+
+
+def test_get_reports_monotonic_progress_to_the_total(cms_image: Path, tmp_path: Path) -> None:
+    sizes = {"A.BIN": 3 * fs_actions.COPY_CHUNK + 5, "B.BIN": 7}
+    with fs_actions.open_fs(str(cms_image), writable=True) as s:
+        for name, size in sizes.items():
+            s.fs.create("/" + name)
+            s.fs.write("/" + name, 0, os.urandom(size))
+    seen: list[tuple[int, int]] = []
+    with fs_actions.open_fs(str(cms_image)) as s:
+        fs_actions.get_files(s.fs, [], tmp_path / "out", progress=lambda d, t: seen.append((d, t)))
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == sum(sizes.values())
+    assert {t for _, t in seen} == {sum(sizes.values())}

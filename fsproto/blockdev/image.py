@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from fsproto.blockdev.base import BlockDevice
-from fsproto.errors import DeviceError, DeviceNotFound, GeometryError, MediaError, NotADevice
+from fsproto.blockdev.fdio import FileDescriptorDevice
+from fsproto.errors import DeviceError, DeviceNotFound, GeometryError, NotADevice
 
 
 def _check_block_size(block_size: int, path: str) -> None:
@@ -15,12 +15,14 @@ def _check_block_size(block_size: int, path: str) -> None:
         raise GeometryError(f"block size {block_size} is not a positive power of two", device=path)
 
 
-class ImageFile(BlockDevice):
+class ImageFile(FileDescriptorDevice):
     """A regular file as a block device.
 
     ``ImageFile(path)`` opens an existing image (read-only unless ``writable=True``);
     :meth:`create` makes a new sparse one. The file size must be a multiple of *block_size*.
     """
+
+    _shrink_hint = "image shrank?"
 
     def __init__(self, path: str | os.PathLike[str], *, block_size: int = 512, writable: bool = False) -> None:
         path = os.fspath(path)
@@ -64,32 +66,3 @@ class ImageFile(BlockDevice):
             os.close(fd)
         return cls(path, block_size=block_size, writable=True)
 
-    def fileno(self) -> int:
-        return self._fd
-
-    def _read(self, lba: int, count: int) -> bytes:
-        n = count * self._block_size
-        try:
-            data = os.pread(self._fd, n, lba * self._block_size)
-        except OSError as e:
-            raise MediaError(f"read failed: {e.strerror}", device=self._name, lba=lba) from e
-        if len(data) != n:
-            raise MediaError(f"short read ({len(data)} of {n} bytes): image shrank?", device=self._name, lba=lba)
-        return data
-
-    def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
-        try:
-            written = os.pwrite(self._fd, data, lba * self._block_size)
-        except OSError as e:
-            raise MediaError(f"write failed: {e.strerror}", device=self._name, lba=lba) from e
-        if written != len(data):
-            raise MediaError(f"short write ({written} of {len(data)} bytes)", device=self._name, lba=lba)
-
-    def _flush(self) -> None:
-        try:
-            os.fsync(self._fd)
-        except OSError as e:
-            raise MediaError(f"fsync failed: {e.strerror}", device=self._name) from e
-
-    def _close(self) -> None:
-        os.close(self._fd)

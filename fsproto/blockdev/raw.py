@@ -24,8 +24,8 @@ import os
 import stat
 import struct
 
-from fsproto.blockdev.base import BlockDevice
-from fsproto.errors import DeviceBusy, DeviceError, DeviceNotFound, MediaError, NotADevice
+from fsproto.blockdev.fdio import FileDescriptorDevice
+from fsproto.errors import DeviceBusy, DeviceError, DeviceNotFound, NotADevice
 
 BLKGETSIZE64 = 0x80081272
 BLKSSZGET = 0x1268
@@ -123,12 +123,14 @@ def image_busy_reasons(path: str) -> list[str]:
     return reasons
 
 
-class RawDevice(BlockDevice):
+class RawDevice(FileDescriptorDevice):
     """A block-device node. ``RawDevice(path, writable=False, force=False)``.
 
     Raises DeviceNotFound, NotADevice (not a block device), DeviceBusy (mounted, swap, holders,
     or opened O_EXCL by someone else; pass force=True to override), DeviceError.
     """
+
+    _shrink_hint = "device shrank?"
 
     def __init__(self, path: str | os.PathLike[str], *, writable: bool = False, force: bool = False) -> None:
         path = os.fspath(path)
@@ -175,36 +177,6 @@ class RawDevice(BlockDevice):
     def dev_id(self) -> str:
         """``major:minor`` of the node."""
         return _dev_id(self._rdev)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def _read(self, lba: int, count: int) -> bytes:
-        n = count * self._block_size
-        try:
-            data = os.pread(self._fd, n, lba * self._block_size)
-        except OSError as e:
-            raise MediaError(f"read failed: {e.strerror}", device=self._name, lba=lba) from e
-        if len(data) != n:
-            raise MediaError(f"short read ({len(data)} of {n} bytes): device shrank?", device=self._name, lba=lba)
-        return data
-
-    def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
-        try:
-            written = os.pwrite(self._fd, data, lba * self._block_size)
-        except OSError as e:
-            raise MediaError(f"write failed: {e.strerror}", device=self._name, lba=lba) from e
-        if written != len(data):
-            raise MediaError(f"short write ({written} of {len(data)} bytes)", device=self._name, lba=lba)
-
-    def _flush(self) -> None:
-        try:
-            os.fsync(self._fd)
-        except OSError as e:
-            raise MediaError(f"fsync failed: {e.strerror}", device=self._name) from e
-
-    def _close(self) -> None:
-        os.close(self._fd)
 
     def __str__(self) -> str:
         mode = "ro" if self._read_only else "rw"

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fsproto import formats
 from fsproto.blockdev.lock import lock_device
@@ -74,17 +74,27 @@ def list_entries(fs: Filesystem, path: str = "/") -> list[FileStat]:
     return fs.listdir(path)
 
 
-def cat_file(fs: Filesystem, path: str, out: Any) -> int:
-    """Write the file's bytes to the binary stream *out*; returns bytes written."""
-    st = fs.stat(path)
+def _stream(fs: Filesystem, path: str, size: int, sink: Callable[[bytes], Any],
+            on_bytes: Callable[[int], None] | None = None) -> int:
+    """Read *path* in COPY_CHUNK pieces into *sink*; returns the bytes copied.
+
+    *on_bytes* is called with the bytes copied so far after each piece.
+    """
     offset = 0
-    while offset < st.size:
-        chunk = fs.read(path, offset, min(COPY_CHUNK, st.size - offset))
+    while offset < size:
+        chunk = fs.read(path, offset, min(COPY_CHUNK, size - offset))
         if not chunk:
             break
-        out.write(chunk)
+        sink(chunk)
         offset += len(chunk)
+        if on_bytes:
+            on_bytes(offset)
     return offset
+
+
+def cat_file(fs: Filesystem, path: str, out: Any) -> int:
+    """Write the file's bytes to the binary stream *out*; returns bytes written."""
+    return _stream(fs, path, fs.stat(path).size, out.write)
 
 
 def _walk(fs: Filesystem, path: str, rel: Path, out: list[tuple[str, Path, FileStat]], depth: int = 0) -> None:
@@ -134,16 +144,8 @@ def get_files(
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
         with open(tmp, "wb") as out:
-            offset = 0
-            while offset < st.size:
-                chunk = fs.read(path, offset, min(COPY_CHUNK, st.size - offset))
-                if not chunk:
-                    break
-                out.write(chunk)
-                offset += len(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
+            done += _stream(fs, path, st.size, out.write,
+                            (lambda n, base=done: progress(base + n, total)) if progress else None)
         os.replace(tmp, target)
         if st.mtime_ns:
             os.utime(target, ns=(st.mtime_ns, st.mtime_ns))
