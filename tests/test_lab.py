@@ -202,3 +202,12 @@ class TestLabSession:
     def test_guest_command_status_is_reported(self, session):
         result, checks, _ = session
         assert result.status == (0 if all(s == "PASS" for s, _d in checks.values()) else 1)
+
+
+def test_paths_under_the_guests_own_tmpfs_are_shared_again():
+    """A CI checkout (and its venv) under /tmp would be hidden by the guest's tmpfs on /tmp."""
+    from fsproto.lab.guest import hidden_shares
+
+    shares = hidden_shares(["/tmp/ci/main", "/tmp/ci/main/.venv", "/work/main", "/run/x", "/tmp"])
+    assert shares == [("share0", "/run/x"), ("share1", "/tmp/ci/main")]
+    assert hidden_shares(["/work/main", "/root/.pyenv"]) == []

@@ -74,8 +74,23 @@ def kvm_usable() -> bool:
     return os.path.exists("/dev/kvm") and any(os.path.isdir(f"/sys/module/{m}") for m in ("kvm_intel", "kvm_amd"))
 
 
+def hidden_shares(paths: list[str]) -> list[tuple[str, str]]:
+    """(tag, path) for each of *paths* that the guest's own tmpfs on /tmp, /run, /dev/shm would
+    hide (a CI checkout, its venv, a pytest tmp dir), outermost only, so it is shared over 9p."""
+    hidden_roots = ("/tmp", "/run", "/dev/shm")
+    chosen: list[str] = []
+    for p in sorted({os.path.realpath(p) for p in paths}, key=len):
+        if not any(p == r or p.startswith(r + "/") for r in hidden_roots) or p in hidden_roots:
+            continue
+        if any(p == c or p.startswith(c + "/") for c in chosen):
+            continue
+        chosen.append(p)
+    return [(f"share{i}", p) for i, p in enumerate(chosen)]
+
+
 def qemu_command(kernel: GuestKernel, initrd: Path, disks: list[Disk], *, accel: str, iommu: bool, memory_mb: int,
-                 smp: int, trace_log: Path | None = None) -> tuple[list[str], dict[str, str]]:
+                 smp: int, trace_log: Path | None = None,
+                 shares: list[tuple[str, str]] | None = None) -> tuple[list[str], dict[str, str]]:
     """The QEMU argv and the PCI address of each disk (NVMe) or controller (AHCI)."""
     append = "console=ttyS0 panic=-1 mitigations=off quiet loglevel=3 tsc=reliable"
     if iommu:
@@ -86,6 +101,11 @@ def qemu_command(kernel: GuestKernel, initrd: Path, disks: list[Disk], *, accel:
             "-append", append,
             "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
             "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr=03.0"]
+    for i, (tag, path) in enumerate(shares or []):
+        if "," in path:
+            raise UsageError("QEMU cannot share a path containing ','", device=path)
+        argv += ["-fsdev", f"local,id={tag},path={path},security_model=none,readonly=on,multidevs=remap",
+                 "-device", f"virtio-9p-pci,fsdev={tag},mount_tag={tag},addr={0x10 + i:02x}.0"]
     if iommu:
         argv += ["-device", "intel-iommu"]  # must come before the devices it translates
     where: dict[str, str] = {}
@@ -144,11 +164,16 @@ def run(command: str, *, disks: list[Disk] = (), timeout: float = 300, iommu: bo
     env = {"PATH": path, "FSPROTO_PYTHON": sys.executable, **(env or {})}
     workdir = Path(tempfile.mkdtemp(prefix="fsproto-lab-"))
     cwd = os.path.abspath(cwd or os.getcwd())
-    script = (f"cd {_quote(cwd)} 2>/dev/null || {{ echo 'lab: the working directory is not visible in the guest "
-              f"(host /tmp and /run are the guest'\\''s own tmpfs)'; exit 125; }}\n{command}\n")
+    script = (f"cd {_quote(cwd)} 2>/dev/null || {{ echo 'lab: the working directory is not visible in the guest'; "
+              f"exit 125; }}\n{command}\n")
+    import fsproto
+
+    # The guest mounts its own tmpfs on /tmp and /run; whatever of ours lives there is shared again.
+    shares = hidden_shares([cwd, sys.prefix, str(Path(fsproto.__file__).resolve().parent.parent)])
     try:
-        initrd = initramfs.build(kernel, script, workdir / "initramfs.cpio.gz", env=env)
-        argv, where = qemu_command(kernel, initrd, list(disks), accel=accel, iommu=iommu, memory_mb=memory_mb, smp=smp)
+        initrd = initramfs.build(kernel, script, workdir / "initramfs.cpio.gz", env=env, shares=shares)
+        argv, where = qemu_command(kernel, initrd, list(disks), accel=accel, iommu=iommu, memory_mb=memory_mb, smp=smp,
+                                   shares=shares)
         return _boot(argv, where, timeout, accel, on_line)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

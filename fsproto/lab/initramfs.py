@@ -43,7 +43,7 @@ mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/shm 2>/dev/null; mount -t tmpfs shm /newroot/dev/shm 2>/dev/null
 mount -t tmpfs tmp /newroot/tmp
 mount -t tmpfs run /newroot/run
-mount --bind /newroot@MODULES@ /newroot/lib/modules || echo "lab-init: cannot bind the lab kernel modules"
+@SHARES@mount --bind /newroot@MODULES@ /newroot/lib/modules || echo "lab-init: cannot bind the lab kernel modules"
 mkdir -p /newroot/run/lab
 cp /lab/cmd.sh /newroot/run/lab/cmd.sh
 echo @BEGIN@
@@ -69,8 +69,12 @@ def _cpio(entries: list[tuple[str, int, bytes, tuple[int, int]]]) -> bytes:
     return bytes(out)
 
 
-def build(kernel: GuestKernel, command: str, out: Path, *, env: dict[str, str] | None = None) -> Path:
+def build(kernel: GuestKernel, command: str, out: Path, *, env: dict[str, str] | None = None,
+          shares: list[tuple[str, str]] | None = None) -> Path:
     """Write the gzip'ed initramfs that runs the shell *command* in the guest; returns *out*.
+
+    *shares* are (9p mount tag, host path) pairs mounted read-only at the same path over the
+    guest's own tmpfs (a checkout or venv under the host's /tmp would be hidden otherwise).
 
     Raises HarnessSetupError (no static busybox, a module missing from the kernel).
     """
@@ -101,7 +105,11 @@ def build(kernel: GuestKernel, command: str, out: Path, *, env: dict[str, str] |
     entries.insert(4, ("mod", stat.S_IFDIR | 0o755, b"", (0, 0)))
     entries.append(("modules.order", stat.S_IFREG | 0o644, ("\n".join(names) + "\n").encode(), (0, 0)))
     env_words = " ".join(shlex.quote(f"{k}={v}") for k, v in (env or {}).items())
-    init = (INIT.replace("@MODULES@", shlex.quote(str(kernel.modules.parent))).replace("@BEGIN@", BEGIN)
+    share_lines = "".join(
+        f"mkdir -p {shlex.quote('/newroot' + path)}; mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,"
+        f"msize=262144 {tag} {shlex.quote('/newroot' + path)} || echo 'lab-init: cannot mount {tag}'\n"
+        for tag, path in (shares or []))
+    init = (INIT.replace("@SHARES@", share_lines).replace("@MODULES@", shlex.quote(str(kernel.modules.parent))).replace("@BEGIN@", BEGIN)
             .replace("@END@", END).replace("@ENV@", env_words))
     entries.append(("init", stat.S_IFREG | 0o755, init.encode(), (0, 0)))
     entries.append(("lab/cmd.sh", stat.S_IFREG | 0o755, command.encode(), (0, 0)))
