@@ -17,6 +17,7 @@ from fsproto.formats.cms.pointers import Tree, read_tree
 from fsproto.formats.cms.volume import Volume
 
 _NOT_FULL = re.compile(b"[^\xff]")
+_EMPTY_RUN = re.compile(b"\x00+")
 _POPCOUNT = bytes(bin(i).count("1") for i in range(256))
 
 
@@ -101,6 +102,40 @@ class AllocMap:
                 self._cursor = idx + 1
                 return idx + 1
         raise NoSpace(f"no free block left ({n} blocks, all in use)", device=self.vol.name)
+
+    def allocate_many(self, count: int) -> list[int]:
+        """The blocks *count* calls of :meth:`allocate` would return, found a byte at a time
+        where the map is empty (a big write allocates thousands). Raises NoSpace.
+        """
+        if count > self.free:
+            return [self.allocate() for _ in range(count)]  # fails where allocate() would
+        out: list[int] = []
+        bits = self.bits
+        start = self._cursor
+        # allocate() scans from the cursor to the end, then wraps to the start; no bit is freed
+        # in between, so the result is the free bits of [cursor, n) then those of [0, cursor).
+        for lo, hi in ((start, self.vol.num_blocks), (0, start)):
+            i = lo
+            while i < hi and len(out) < count:
+                byte = bits[i >> 3]
+                if byte == 0xFF:
+                    m = _NOT_FULL.search(bits, (i >> 3) + 1)
+                    if m is None:
+                        break
+                    i = m.start() << 3
+                elif byte == 0 and not i & 7:
+                    run = (_EMPTY_RUN.match(bits, i >> 3).end() << 3) - i
+                    take = min(run, hi - i, count - len(out))
+                    out.extend(range(i, i + take))
+                    i += take
+                else:
+                    if not byte & (0x80 >> (i & 7)):
+                        out.append(i)
+                    i += 1
+        for idx in out:
+            self._set(idx + 1, True)
+        self._cursor = out[-1] + 1 if out else self._cursor
+        return [idx + 1 for idx in out]
 
     def reset_cursor(self) -> None:
         self._cursor = 0

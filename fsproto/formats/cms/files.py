@@ -42,6 +42,12 @@ class Txn:
         self.allocated.append(b)
         return b
 
+    def alloc_many(self, count: int) -> list[int]:
+        """The blocks *count* calls of :meth:`alloc` would return."""
+        out = self.fs.amap.allocate_many(count)
+        self.allocated.extend(out)
+        return out
+
     def write(self, block: int, data: bytes | bytearray | memoryview) -> None:
         self.fs.vol.write_blocks(block, data)
 
@@ -64,11 +70,29 @@ class Txn:
 
 def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, patches: list[tuple[int, bytes]],
                   new_len: int, *, nrec: int, lrecl: int, v_index: tuple[array, array, array] | None = None,
-                  struct_from: int | None = None) -> None:
+                  v_append: tuple[array, array, array] | None = None, struct_from: int | None = None) -> None:
     """Apply *patches* (stream offset, bytes) and resize the stream to *new_len*, copy-on-write.
+
+    V files give either *v_index* (the whole new record index) or *v_append* (index entries
+    of records added at the end; rec_bin without its leading 0).
+
+    Only the device is copy-on-write: the cached map (*fm*'s leaves, hi/disp, record index) is
+    updated in place so that an append costs O(bytes written), not O(file size). Any failure
+    drops the cached map (``fs.forget``), so the next access re-reads it from the disk.
 
     Raises NoSpace (nothing changed), FileTooBig, MediaError.
     """
+    try:
+        _commit_stream(fs, key, fm, patches, new_len, nrec=nrec, lrecl=lrecl, v_index=v_index, v_append=v_append,
+                       struct_from=struct_from)
+    except BaseException:
+        fs.forget(key)
+        raise
+
+
+def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, patches: list[tuple[int, bytes]],
+                   new_len: int, *, nrec: int, lrecl: int, v_index: tuple[array, array, array] | None,
+                   v_append: tuple[array, array, array] | None, struct_from: int | None) -> None:
     vol = fs.vol
     bs = vol.block_size
     old = fm.tree
@@ -90,25 +114,33 @@ def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, pa
         raise NoSpace(f"needs {len(changed)} free blocks, {fs.amap.free} left", device=vol.name)
     txn = Txn(fs)
     try:
-        leaves = array("I", old.leaves[:new_n])
+        v = old.ptr_size == 12
+        nonnull = None if v else old.data_block_count()
+        leaves = old.leaves  # updated in place (see the docstring)
+        removed = leaves[new_n:]
+        txn.freed.extend(b for b in removed if b)
+        if nonnull is not None:
+            nonnull -= len(removed) - removed.count(0)
+        del leaves[new_n:]
         if new_n > len(leaves):
-            leaves.extend([0] * (new_n - len(leaves)))
-        txn.freed.extend(b for b in old.leaves[new_n:] if b)
+            leaves.frombytes(bytes(4 * (new_n - len(leaves))))
         for run in _runs(sorted(changed)):
             j0, j1 = run
             buf = bytearray((j1 - j0 + 1) * bs)
             for j in range(j0, j1 + 1):
-                if j < old_n and old.leaves[j] and j not in full_cover:
-                    buf[(j - j0) * bs : (j - j0 + 1) * bs] = vol.read_block(old.leaves[j])
+                if j < old_n and leaves[j] and j not in full_cover:
+                    buf[(j - j0) * bs : (j - j0 + 1) * bs] = vol.read_block(leaves[j])
             lo, hi = j0 * bs, (j1 + 1) * bs
             for o, d in patches:
                 a, b = max(o, lo), min(o + len(d), hi)
                 if a < b:
                     buf[a - lo : b - lo] = d[a - o : b - o]
-            phys = [txn.alloc() for _ in range(j1 - j0 + 1)]
+            phys = txn.alloc_many(j1 - j0 + 1)
             for j, p in zip(range(j0, j1 + 1), phys):
-                if j < old_n and old.leaves[j]:
-                    txn.freed.append(old.leaves[j])
+                if j < old_n and leaves[j]:
+                    txn.freed.append(leaves[j])
+                elif nonnull is not None:
+                    nonnull += 1
                 leaves[j] = p
             # One device write per physically contiguous stretch.
             k = 0
@@ -118,29 +150,31 @@ def commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, pa
                     m += 1
                 txn.write(phys[k], memoryview(buf)[k * bs : m * bs])
                 k = m
-        new = Tree(old.ptr_size, old.ppb, leaves)
+        new = Tree(old.ptr_size, old.ppb, leaves, nonnull=nonnull)
         dirty = set(changed)
-        if old.ptr_size == 12:
+        if v:
+            if v_append is not None:
+                for have, more in zip((fm.rec_pos, fm.rec_len, fm.rec_bin), v_append):
+                    have.extend(more)
             rec_pos = v_index[0] if v_index else fm.rec_pos
-            new.hi = array("I", old.hi[:new_n])
-            new.disp = array("I", old.disp[:new_n])
-            if new_n > len(new.hi):
-                new.hi.extend([0] * (new_n - len(new.hi)))
-                new.disp.extend([0] * (new_n - len(new.disp)))
+            new.hi, new.disp = old.hi, old.disp
+            for arr in (new.hi, new.disp):
+                del arr[new_n:]
+                if new_n > len(arr):
+                    arr.frombytes(bytes(4 * (new_n - len(arr))))
             start = min(struct_from // bs if struct_from is not None else new_n, old_n)
             for j in range(start, new_n):
                 h, dsp = v_leaf_meta(rec_pos, nrec, j, bs, new_len)
                 if j >= old_n or h != new.hi[j] or dsp != new.disp[j]:
                     new.hi[j], new.disp[j] = h, dsp
                     dirty.add(j)
-        update_tree(old, new, dirty, bs, txn.alloc, txn.write, txn.freed)
+        update_tree(old, new, dirty, bs, txn.alloc, txn.write, txn.freed, n_old=old_n)
         slot = fs.dir.index[key]
         upd = dict(fop=new.fop, data_blocks=new.data_block_count(), records=nrec, lrecl=lrecl, levels=new.levels)
         txn.prepare()
         fs.commit_fst(slot, upd, touch=True)
     except BaseException:
         txn.rollback()
-        fs.forget(key)
         raise
     txn.finish()
     fm.tree, fm.nrec, fm.lrecl, fm.stream_len = new, nrec, lrecl, new_len
@@ -173,9 +207,11 @@ def _v_records(data: bytes) -> list[bytes]:
 
 
 def _v_append(fm: FileMap, recs: list[bytes]) -> tuple[bytes, tuple[array, array, array], int, int]:
-    """Headers+bytes for new records at the stream end, and the extended index."""
-    rec_pos, rec_len, rec_bin = array("Q", fm.rec_pos), array("I", fm.rec_len), array("Q", fm.rec_bin)
+    """Headers+bytes for new records at the stream end, and their record index entries
+    (rec_pos, rec_len, rec_bin without the leading 0): O(new records), not O(file)."""
+    rec_pos, rec_len, rec_bin = array("Q"), array("I"), array("Q")
     pos = fm.stream_len
+    binoff = fm.rec_bin[fm.nrec]
     parts = []
     lrecl = fm.lrecl
     for r in recs:
@@ -183,7 +219,8 @@ def _v_append(fm: FileMap, recs: list[bytes]) -> tuple[bytes, tuple[array, array
         parts.append(r)
         rec_pos.append(pos)
         rec_len.append(len(r))
-        rec_bin.append(rec_bin[-1] + len(r))
+        binoff += len(r)
+        rec_bin.append(binoff)
         pos += 2 + len(r)
         lrecl = max(lrecl, len(r))
     return b"".join(parts), (rec_pos, rec_len, rec_bin), pos, lrecl
@@ -223,9 +260,9 @@ def write_binary(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, off
     _check_growth(fs, fm, fm.stream_len + tail_len + 2 * (-(-tail_len // MAX_V_RECORD)))
     tail = bytes(gap) + data[max(0, size - offset) :]
     recs = _v_records(tail)
-    blob, index, new_len, lrecl = _v_append(fm, recs)
+    blob, more, new_len, lrecl = _v_append(fm, recs)
     patches.append((fm.stream_len, blob))
-    commit_stream(fs, key, fm, patches, new_len, nrec=fm.nrec + len(recs), lrecl=lrecl, v_index=index,
+    commit_stream(fs, key, fm, patches, new_len, nrec=fm.nrec + len(recs), lrecl=lrecl, v_append=more,
                   struct_from=fm.stream_len)
 
 
@@ -273,7 +310,8 @@ def rewrite_records(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, 
         commit_stream(fs, key, fm, [(0, blob)], len(blob), nrec=len(recs), lrecl=fm.lrecl)
         return
     empty = FileMap("V", 0, 0, fm.tree, 0, array("Q"), array("I"), array("Q", [0]))
-    blob, index, new_len, lrecl = _v_append(empty, recs)
+    blob, (rec_pos, rec_len, rec_bin), new_len, lrecl = _v_append(empty, recs)
+    index = (rec_pos, rec_len, array("Q", [0]) + rec_bin)
     old_len = fm.stream_len
     patches = [(0, blob)]
     if new_len < old_len:

@@ -105,9 +105,7 @@ class CmsFilesystem(Filesystem):
 
     def write_used(self) -> None:
         if self.vol.label.fields["ADTUSED"] != self.amap.used:
-            fields = dict(self.vol.label.fields)
-            fields["ADTUSED"] = self.amap.used
-            self.vol.write_label(fields)
+            self.vol.write_used(self.amap.used)
 
     def commit_fst(self, slot: int, changes: dict, *, touch: bool) -> None:
         self.ns.commit_fst(slot, changes, touch=touch)
@@ -166,7 +164,7 @@ class CmsFilesystem(Filesystem):
 
     def _stat_fst(self, key: Key, fst: Fst) -> FileStat:
         fm = self.filemap(key)
-        pointer_blocks = len(fm.tree.pointer_blocks())
+        pointer_blocks = fm.tree.pointer_block_count()
         return FileStat(
             name=fst.display_name(),
             is_dir=False,

@@ -56,6 +56,9 @@ ADT = Struct(
     "ADTSFNAM" / Bytes(8),
 )
 assert ADT.sizeof() == 80
+# Where ADTUSED lies in the label: fs writes patch just these 4 bytes (once per data write).
+ADTUSED_OFFSET = sum(sc.sizeof() for sc in ADT.subcons[: [sc.name for sc in ADT.subcons].index("ADTUSED")])
+assert ADTUSED_OFFSET == 32
 
 # The FST (file status table entry), 64 bytes; the directory is an F 64 file of them.
 FST = Struct(

@@ -13,6 +13,7 @@ ADTNUM first, and each pointer block may be visited once (a loop is a FormatErro
 from __future__ import annotations
 
 import struct
+import sys
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable
@@ -51,6 +52,9 @@ class Tree:
     hi: array | None = None  # V: hi_record per leaf
     disp: array | None = None  # V: disp per leaf
     pointer_levels: list[array] = field(default_factory=list)  # [level 1 blocks, ..., [top]]
+    # F: leaves that are not null, kept by the writer so a commit need not recount every leaf
+    # (None = count on demand). V trees have no null leaves (read_tree refuses them).
+    nonnull: int | None = None
 
     @property
     def levels(self) -> int:
@@ -66,7 +70,15 @@ class Tree:
         return [b for lvl in self.pointer_levels for b in lvl]
 
     def data_block_count(self) -> int:
-        return sum(1 for b in self.leaves if b)
+        if self.ptr_size == 12:
+            return len(self.leaves)
+        if self.nonnull is None:
+            self.nonnull = len(self.leaves) - self.leaves.count(0)
+        return self.nonnull
+
+    def pointer_block_count(self) -> int:
+        """Pointer blocks in the tree (null ones included), without listing them."""
+        return sum(len(lvl) for lvl in self.pointer_levels)
 
 
 def ppb_for(ptr_size: int, block_size: int) -> int:
@@ -163,25 +175,33 @@ def read_tree(vol: Volume, fop: int, levels: int, nleaves: int, ptr_size: int, *
     return tree
 
 
+def _big_endian(words: array) -> bytes:
+    """32-bit words as big-endian bytes (one C-level pass, not one Python call per word)."""
+    if sys.byteorder == "little":
+        words.byteswap()
+    return words.tobytes()
+
+
 def pointer_block_bytes(tree: Tree, level: int, index: int, block_size: int) -> bytes:
     """Build pointer block *index* at *level* (1 = lowest) of *tree* from its children."""
     ppb = tree.ppb
     children = tree.leaves if level == 1 else tree.pointer_levels[level - 2]
     lo = index * ppb
     hi_idx = min(lo + ppb, len(children))
-    buf = bytearray(block_size)
+    n = hi_idx - lo
     if tree.ptr_size == 4:
-        struct.pack_into(f">{hi_idx - lo}I", buf, 0, *children[lo:hi_idx])
-        return bytes(buf)
+        return _big_endian(array("I", children[lo:hi_idx])).ljust(block_size, b"\0")
     span = ppb ** (level - 1)  # leaves under one child
     nleaves = len(tree.leaves)
-    vals: list[int] = []
-    for c in range(lo, hi_idx):
-        first = c * span
-        last = min((c + 1) * span, nleaves) - 1
-        vals += (children[c], tree.hi[last], tree.disp[first])
-    struct.pack_into(f">{len(vals)}I", buf, 0, *vals)
-    struct.pack_into(">I", buf, block_size - 4, (hi_idx - lo - 1) * 12)
+    # Entry c: (child, hi_record of its last leaf, disp of its first leaf), by strided slices.
+    words = array("I", bytes(4 * 3 * n))
+    words[0::3] = array("I", children[lo:hi_idx])
+    words[2::3] = tree.disp[lo * span : hi_idx * span : span]
+    last_hi = tree.hi[(lo + 1) * span - 1 : (hi_idx - 1) * span : span]
+    last_hi.append(tree.hi[min(hi_idx * span, nleaves) - 1])
+    words[1::3] = last_hi
+    buf = bytearray(_big_endian(words).ljust(block_size, b"\0"))
+    struct.pack_into(">I", buf, block_size - 4, (n - 1) * 12)
     return bytes(buf)
 
 
@@ -209,14 +229,18 @@ Alloc = Callable[[], int]
 
 
 def update_tree(old: Tree, new: Tree, dirty_leaves: set[int], block_size: int, alloc: Alloc,
-                write: Callable[[int, bytes], None], freed: list[int]) -> None:
+                write: Callable[[int, bytes], None], freed: list[int], *, n_old: int | None = None) -> None:
     """Give *new* (whose leaves/hi/disp are final) pointer blocks, copy-on-write against *old*.
 
     Pointer blocks whose content changes get fresh blocks from *alloc* and are written with
-    *write*; the blocks they replace (and any no longer needed) are appended to *freed*.
+    *write*; the blocks they replace (and any no longer needed) are appended to *freed*. Only
+    *old*'s pointer blocks are read: *n_old* gives its leaf count when its leaves array was
+    already reused (updated in place) for *new*.
     """
     ppb = new.ppb
-    n_new, n_old = len(new.leaves), len(old.leaves)
+    n_new = len(new.leaves)
+    if n_old is None:
+        n_old = len(old.leaves)
     lv_new = levels_for(n_new, ppb)
     counts_new = level_counts(n_new, lv_new, ppb)
     full = lv_new != old.levels

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from construct import ConstructError
 
 from fsproto.errors import FormatError, UnknownFormat
-from fsproto.formats.cms.layout import ADT, BLOCK_SIZES, CMS1, FST_SIZE
+from fsproto.formats.cms.layout import ADT, ADTUSED_OFFSET, BLOCK_SIZES, CMS1, FST_SIZE
 from fsproto.rawdev import BlockDevice, BlockSizeAdapter
 
 IMAGE_LABEL_OFFSETS = (4096, 512, 2048, 1024, 8192)
@@ -185,6 +185,21 @@ class Volume:
         self.dev.write(first, buf)
         self.label.fields = dict(fields)
         self.label.raw = raw
+
+    def write_used(self, used: int) -> None:
+        """Rewrite the label with ADTUSED = *used*: the bytes :meth:`write_label` would write,
+        patched into the label as read instead of rebuilt field by field (once per data write)."""
+        raw = bytearray(self.label.raw)
+        struct.pack_into(">I", raw, ADTUSED_OFFSET, used)
+        ss = self.dev.block_size
+        first = self.label.offset // ss
+        last = (self.label.offset + 80 - 1) // ss
+        buf = bytearray(self.dev.read(first, last - first + 1))
+        pos = self.label.offset - first * ss
+        buf[pos : pos + 80] = raw
+        self.dev.write(first, buf)
+        self.label.fields = dict(self.label.fields, ADTUSED=used)
+        self.label.raw = bytes(raw)
 
     def flush(self) -> None:
         self.dev.flush()
