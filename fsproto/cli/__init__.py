@@ -44,6 +44,15 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def one_line(message: str) -> str:
+    """*message* with control characters escaped, so it prints as exactly one line.
+
+    Messages quote names read from possibly corrupt images; a raw newline, ``\\x1c`` or ESC
+    from a hostile image must neither split the error line nor drive the user's terminal.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def cli(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status instead of exiting."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -61,7 +70,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     except FsprotoError as e:
         if debug:
             traceback.print_exc()
-        click.echo(f"fsproto: error: {e}", err=True)
+        click.echo(f"fsproto: error: {one_line(str(e))}", err=True)
         return exit_status_for(e)
     except KeyboardInterrupt:
         click.echo("fsproto: interrupted", err=True)
