@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
+
 from fsproto.cli import cli, group
 
 
@@ -13,10 +15,25 @@ def test_help_exits_zero(capsys):
     assert "fsproto" in capsys.readouterr().out
 
 
+def _commands(g: click.Group, path: list[str]) -> list[list[str]]:
+    """Every command path, subcommands of groups (pci, lab, overlay) included."""
+    out = []
+    for name, cmd in g.commands.items():
+        out.append(path + [name])
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, path + [name])
+    return out
+
+
 def test_every_command_has_help(capsys):
-    for name in group.commands:
-        assert cli([name, "--help"]) == 0, name
-    capsys.readouterr()
+    paths = _commands(group, [])
+    assert any(len(p) == 2 for p in paths)  # the walk reaches subcommands
+    for path in paths:
+        assert cli([*path, "--help"]) == 0, path
+        out = capsys.readouterr().out
+        # click prints a usage line even for a command without a docstring: require the text.
+        summary = out.split("\n\n", 2)[1].strip() if out.count("\n\n") >= 2 else ""
+        assert out.startswith("Usage: fsproto " + " ".join(path)) and summary, (path, out[:300])
 
 
 def test_unknown_command_is_a_usage_error(capsys):
