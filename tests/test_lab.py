@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from conftest import PROJECT_ROOT
 from fsproto.cli import cli
 from fsproto.errors import GuestError, UsageError
 from fsproto.lab import guest, initramfs, kernel
@@ -109,10 +110,17 @@ def test_cli_reports_the_guest_commands_status_and_output(capfd, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-x86 and busybox-static")
 def test_cli_runs_a_pytest_selection_in_the_guest(capfd):
+    # Every test of the selection must pass in the guest, however many there are: count them
+    # here (a bare "N passed" would also accept a run where most of them skipped).
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider",
+                                "tests/test_nvme_prp.py"], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    n = int(re.search(r"(\d+) tests? collected", collected.stdout).group(1))
+    assert n >= 1, collected.stdout
     rc = cli(["lab", "pytest", "--timeout", "300", "tests/test_nvme_prp.py"])
     out, _err = capfd.readouterr()
     assert rc == 0, out[-2000:]
-    assert re.search(r"\b\d+ passed", out) and "failed" not in out and "error" not in out
+    assert re.search(rf"\b{n} passed", out) and "skipped" not in out, out[-2000:]
+    assert "failed" not in out and "error" not in out
 
 
 @pytest.mark.slow
