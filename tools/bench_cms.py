@@ -5,21 +5,30 @@
    fast path fsproto uses (``Fst.from_bytes``).
 2. Sequential read of a 256 MiB file (V, 65535-byte records, and F) through the binary view,
    offline, in 128 KiB and 1 MiB requests, vs ``os.pread`` of the image's raw bytes.
+3. Sequential writes (appends) through ``fs.write``, offline: 4 KiB and 1 MiB calls to a V file,
+   4 KiB calls to an F 4096 file, and 4 KiB overwrites; this tree vs the tree at
+   ``--baseline-rev`` (extracted with ``git archive``), each in its own process, alternating,
+   best of ``--repeat``. Both write identical bytes (tests/test_cms_writepath.py).
 
-Usage: ``python tools/bench_cms.py [--size-mib 256] [--dir /tmp]``
+Usage: ``python tools/bench_cms.py [--size-mib 256] [--dir /tmp] [--baseline-rev REV] [--only write]``
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+# A write-benchmark child runs against another source tree (the baseline) given here.
+_TREE_ENV = "FSPROTO_BENCH_TREE"
+sys.path.insert(0, os.environ.get(_TREE_ENV) or str(ROOT))
 
 from fsproto.formats.cms import FORMAT  # noqa: E402
 from fsproto.formats.cms.directory import Fst  # noqa: E402
@@ -116,13 +125,80 @@ def bench_read(size_mib: int, where: str) -> None:
         dev.close()
 
 
+WRITE_CASES = ("V 4 KiB appends", "F 4 KiB appends", "V 1 MiB appends", "V 4 KiB overwrites")
+
+
+def _write_child(size_mib: int, where: str) -> dict[str, float]:
+    """MB/s of each write pattern with the fsproto this process imports (one fresh image each)."""
+    small = min(size_mib, 16) * MIB
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
+        for case in WRITE_CASES:
+            img = Path(tmp) / "w.img"
+            dev = ImageFile.create(img, 2 * size_mib * MIB + 64 * MIB, block_size=512)
+            FORMAT.mkfs(dev, block_size=4096, label="BENCH")
+            fs = FORMAT.open(dev)
+            fs.create("/W.DATA")
+            if case.startswith("F"):
+                fs.setxattr("/W.DATA", "user.record_format", b"F")
+                fs.setxattr("/W.DATA", "user.record_lrecl", b"4096")
+            chunk = MIB if "1 MiB" in case else 4096
+            total = size_mib * MIB if chunk == MIB else small
+            payload = os.urandom(chunk)
+            if "overwrites" in case:
+                for off in range(0, total, MIB):
+                    fs.write("/W.DATA", off, os.urandom(MIB))
+            t = time.perf_counter()
+            for off in range(0, total, chunk):
+                fs.write("/W.DATA", off, payload)
+            out[case] = total / 1e6 / (time.perf_counter() - t)  # the format's cost; fsync is the disk's
+            fs.close()
+            dev.close()
+            img.unlink()
+    return out
+
+
+def bench_write(size_mib: int, where: str, rev: str, repeat: int) -> None:
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
+        old_tree = Path(tmp) / "baseline"
+        old_tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "fsproto"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
+        best: dict[str, dict[str, float]] = {"baseline": {}, "this tree": {}}
+        for _ in range(repeat):
+            for label, tree in (("baseline", old_tree), ("this tree", ROOT)):
+                env = dict(os.environ, **{_TREE_ENV: str(tree)})
+                res = subprocess.run([sys.executable, __file__, "--write-child", "--size-mib", str(size_mib),
+                                      "--dir", where], env=env, check=True, capture_output=True, text=True)
+                for k, v in json.loads(res.stdout).items():
+                    best[label][k] = max(best[label].get(k, 0.0), v)
+    print(f"offline fs.write, 4096-byte blocks ({min(size_mib, 16)} MiB in 4 KiB calls, {size_mib} MiB in 1 MiB"
+          f" calls), best of {repeat}; baseline = {rev}")
+    for case in WRITE_CASES:
+        b, n = best["baseline"][case], best["this tree"][case]
+        print(f"  {case:20} baseline {b:8.1f} MB/s   this tree {n:8.1f} MB/s   ratio {n / b:5.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--dir", default=tempfile.gettempdir())
+    ap.add_argument("--baseline-rev", default="fbc7e36",
+                    help="git revision whose fsproto/ is the write baseline (default: before the write-path work)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per write figure; the best is kept")
+    ap.add_argument("--only", choices=["fst", "read", "write"], default=None, help="run one benchmark")
+    ap.add_argument("--write-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    bench_fst()
-    bench_read(args.size_mib, args.dir)
+    if args.write_child:
+        print(json.dumps(_write_child(args.size_mib, args.dir)))
+        return
+    if args.only in (None, "fst"):
+        bench_fst()
+    if args.only in (None, "read"):
+        bench_read(args.size_mib, args.dir)
+    if args.only in (None, "write"):
+        bench_write(args.size_mib, args.dir, args.baseline_rev, args.repeat)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ For each configuration (a set of ``-o`` mount options) it mounts, then:
 The baseline is the same I/O on a regular file in the same directory as the image, on the
 machine's disk filesystem (and ``ls -l`` of FILES files there). Ratios are mount / baseline. Results print as a table; nothing is
 asserted (speed goals belong here, not in tests).
+
+``--baseline-rev REV`` also mounts the same image with the fsproto of git revision REV
+(extracted with ``git archive``) before each configuration, and prints this tree's figures as
+ratios to it: before/after figures from one run on the same machine state.
 """
 
 from __future__ import annotations
@@ -118,7 +122,8 @@ def ls_seconds(directory: Path) -> tuple[float, float]:
 class Mount:
     """A mount of the chosen backend in a child process."""
 
-    def __init__(self, backend: str, work: Path, opts: list[str], populate: int, image: Path | None) -> None:
+    def __init__(self, backend: str, work: Path, opts: list[str], populate: int, image: Path | None,
+                 tree: Path = ROOT) -> None:
         self.mp = work / "mnt"
         self.mp.mkdir(exist_ok=True)
         log = work / "mount.log"
@@ -127,7 +132,9 @@ class Mount:
                    "--capacity", str(2 << 30), "--populate", str(populate), *opts]
         else:
             cmd = [sys.executable, "-m", "fsproto", "mount", "--foreground", "--log", str(log), *opts, str(image), str(self.mp)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE)
+        # PYTHONPATH first: a baseline tree's fsproto wins over the installed (this) one.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]))
+        self.proc = subprocess.Popen(cmd, cwd=tree if backend == "cms" else ROOT, stderr=subprocess.PIPE, env=env)
         wait_for_mount(self.mp, self.proc, timeout=300)
 
     def close(self) -> None:
@@ -164,6 +171,8 @@ def main() -> int:
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is kept")
     ap.add_argument("--workdir", type=Path, default=None, help="where the image and the baseline file go")
+    ap.add_argument("--baseline-rev", default=None,
+                    help="also mount with the fsproto of this git revision and print ratios to it (cms backend)")
     a = ap.parse_args()
     size = a.size_mib << 20
     with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
@@ -182,16 +191,31 @@ def main() -> int:
         print(f"{'config':<20}" + "".join(f"{c:>18}" for c in cols) + f"{'ls -l cold':>12}{'ls -l warm':>12}")
         print(f"{'image file':<20}" + "".join(f"{base[c]:>10.0f}        " for c in cols)
               + f"{base_ls[0]:>11.2f}s{base_ls[1]:>11.2f}s")
+        old_tree = None
+        if a.baseline_rev:
+            old_tree = work / "baseline-tree"
+            old_tree.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", a.baseline_rev, "fsproto"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
         for name in a.configs.split(","):
-            m = Mount(a.backend, work, CONFIGS[name], a.files, image)
-            try:
-                lsdir = m.mp
-                cold, warm = ls_seconds(lsdir)
-                fig = io_figures(m.mp, size, a.repeat)
-            finally:
-                m.close()
-            cells = "".join(f"{fig[c]:>10.0f} ({fig[c] / base[c]:.2f})" for c in cols)
-            print(f"{name:<20}{cells}{cold:>11.2f}s{warm:>11.2f}s", flush=True)
+            figs = {}
+            for label, tree in ([(a.baseline_rev, old_tree)] if old_tree else []) + [("", ROOT)]:
+                m = Mount(a.backend, work, CONFIGS[name], a.files, image, tree)
+                try:
+                    lsdir = m.mp
+                    cold, warm = ls_seconds(lsdir)
+                    fig = io_figures(m.mp, size, a.repeat)
+                finally:
+                    m.close()
+                figs[label] = fig
+                cells = "".join(f"{fig[c]:>10.0f} ({fig[c] / base[c]:.2f})" for c in cols)
+                title = f"{name} @{label}" if label else name
+                print(f"{title:<20}{cells}{cold:>11.2f}s{warm:>11.2f}s", flush=True)
+            if old_tree:
+                old, new = figs[a.baseline_rev], figs[""]
+                cells = "".join(f"{'x ' + format(new[c] / old[c], '.2f'):>18}" for c in cols)
+                print(f"{'  vs @' + a.baseline_rev:<20}{cells}", flush=True)
     return 0
 
 

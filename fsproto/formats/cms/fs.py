@@ -15,6 +15,7 @@ namespace.py) the disk mounts read-only until ``fsck --repair``.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Callable
 
@@ -84,6 +85,8 @@ class CmsFilesystem(Filesystem):
         self.ns = Namespace(self)
         self._maps: dict[Key, FileMap] = {}
         self._texts: dict[Key, bytes] = {}
+        self._date_second: int | None = None
+        self._date: tuple[bytes, bool] = (bytes(6), False)
         self.read_only = dev.read_only
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -101,7 +104,11 @@ class CmsFilesystem(Filesystem):
             self.read_only = True
 
     def now_date(self) -> tuple[bytes, bool]:
-        return encode_date(self.clock())
+        # FST dates have whole seconds: encode once per second, not twice per write.
+        second = math.floor(self.clock())
+        if second != self._date_second:
+            self._date_second, self._date = second, encode_date(second)
+        return self._date
 
     def write_used(self) -> None:
         if self.vol.label.fields["ADTUSED"] != self.amap.used:
@@ -115,12 +122,7 @@ class CmsFilesystem(Filesystem):
         self._texts.pop(key, None)
 
     def _key(self, path: str) -> Key:
-        parent, name = split_path(path)
-        if parent != "/":
-            raise NotFound(f"{path}: CMS has one flat directory")
-        if not name:
-            raise IsADirectory(f"{path} is the root directory")
-        return parse_name(name)
+        return _path_key(path)
 
     def _slot(self, path: str) -> tuple[Key, int]:
         key = self._key(path)
@@ -399,6 +401,18 @@ class CmsFilesystem(Filesystem):
     def flush(self) -> None:
         if not self.read_only and not self.vol.dev.closed:
             self.vol.flush()
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_key(path: str) -> Key:
+    """``/NAME.TYPE`` -> (fname, ftype), memoised: a mount parses the same path on every request
+    (a 4 KiB write is two). Raises NotFound, IsADirectory, InvalidName, NameTooLong (not cached)."""
+    parent, name = split_path(path)
+    if parent != "/":
+        raise NotFound(f"{path}: CMS has one flat directory")
+    if not name:
+        raise IsADirectory(f"{path} is the root directory")
+    return parse_name(name)
 
 
 def load_filemap(vol: Volume, fst: Fst) -> FileMap:
