@@ -341,3 +341,18 @@ def exit_status_for(exc: BaseException) -> int:
     if isinstance(exc, FormatError):
         return EXIT_UNCORRECTED
     return EXIT_OPERATIONAL
+
+
+# --- host files (the other end of get/put) ---------------------------------------------------
+
+
+class HostFileError(FsprotoError):
+    """A file or directory on the host (what get writes, what put reads) could not be used.
+
+    Carries the ``OSError``'s errno; the message names the host path and what was attempted.
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None, **where: object) -> None:
+        super().__init__(message, **where)  # type: ignore[arg-type]
+        if errno:
+            self.errno = errno

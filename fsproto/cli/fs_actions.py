@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from fsproto import formats
 from fsproto.blockdev.lock import lock_device
-from fsproto.errors import FsprotoError, GeometryError, NotFound, UsageError
+from fsproto.errors import FsprotoError, GeometryError, HostFileError, NotFound, UsageError
 from fsproto.formats.base import FsckReport, Progress
 from fsproto.rawdev import BlockDevice, ImageFile, open_device
 from fsproto.vfs import FileStat, Filesystem
@@ -134,26 +134,49 @@ def get_files(
             _walk(fs, p, Path(_safe_host_name(st.name, p)), items)
     total = sum(st.size for _, _, st in items if not st.is_dir)
     done = 0
-    dest.mkdir(parents=True, exist_ok=True)
+    with _host_op("create directory", dest):
+        dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for path, rel, st in items:
+    for index, (path, rel, st) in enumerate(items):
         target = dest / rel
         if st.is_dir:
-            target.mkdir(parents=True, exist_ok=True)
+            with _host_op("create directory", target):
+                target.mkdir(parents=True, exist_ok=True)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        with open(tmp, "wb") as out:
-            done += _stream(fs, path, st.size, out.write,
-                            (lambda n, base=done: progress(base + n, total)) if progress else None)
-        os.replace(tmp, target)
+        with _host_op("create directory", target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        # A short temporary name: the image's name plus ".part" can pass the host's 255-byte
+        # limit even when the name itself fits (a FAT long name holds 255 characters).
+        tmp = target.with_name(f".fsproto-get-{os.getpid()}-{index}.part")
+        try:
+            with _host_op("write", target), open(tmp, "wb") as out:
+                done += _stream(fs, path, st.size, out.write,
+                                (lambda n, base=done: progress(base + n, total)) if progress else None)
+            with _host_op("create", target):
+                os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # only still there when the copy or the rename failed
         if st.mtime_ns:
-            os.utime(target, ns=(st.mtime_ns, st.mtime_ns))
+            with _host_op("set the time of", target):
+                os.utime(target, ns=(st.mtime_ns, st.mtime_ns))
         written.append(target)
     for path, rel, st in reversed(items):  # directory times last: extracting files changed them
         if st.is_dir and st.mtime_ns:
-            os.utime(dest / rel, ns=(st.mtime_ns, st.mtime_ns))
+            with _host_op("set the time of", dest / rel):
+                os.utime(dest / rel, ns=(st.mtime_ns, st.mtime_ns))
     return written
+
+
+@contextlib.contextmanager
+def _host_op(what: str, path: Path) -> Iterator[None]:
+    """Turn an OSError on a host path into a HostFileError that names the path (one CLI line)."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, FsprotoError):  # a typed error from the image side passes through
+            raise
+        raise HostFileError(f"{path}: cannot {what}: {e.strerror or e}", errno=e.errno) from e
 
 
 def put_files(
