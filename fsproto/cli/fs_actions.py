@@ -93,8 +93,31 @@ def _stream(fs: Filesystem, path: str, size: int, sink: Callable[[bytes], Any],
 
 
 def cat_file(fs: Filesystem, path: str, out: Any) -> int:
-    """Write the file's bytes to the binary stream *out*; returns bytes written."""
-    return _stream(fs, path, fs.stat(path).size, out.write)
+    """Write the file's bytes to the binary stream *out* (flushed); returns bytes written.
+
+    Raises HostFileError when *out* refuses the bytes (a full disk, /dev/full); a closed pipe
+    stays a BrokenPipeError, which the CLI frame ends quietly.
+    """
+    def sink(chunk: bytes) -> None:
+        with _stdout_op():
+            out.write(chunk)
+
+    n = _stream(fs, path, fs.stat(path).size, sink)
+    with _stdout_op():
+        out.flush()
+    return n
+
+
+@contextlib.contextmanager
+def _stdout_op() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        if isinstance(e, FsprotoError):
+            raise
+        raise HostFileError(f"standard output: cannot write: {e.strerror or e}", errno=e.errno) from e
 
 
 def _walk(fs: Filesystem, path: str, rel: Path, out: list[tuple[str, Path, FileStat]], depth: int = 0) -> None:
