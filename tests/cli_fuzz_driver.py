@@ -144,7 +144,8 @@ def metadata_offsets(image: bytes, files: dict[str, bytes], block: int = 512) ->
 
 
 def corrupt(image: bytes, offsets: list[int], rng: random.Random) -> tuple[bytes, list[tuple[int, int]]]:
-    """Change 1..6 bytes (or a 2/4-byte field to an extreme) inside metadata blocks."""
+    """Change 1..6 bytes, or 2/4-byte fields to extremes or to plausible block/cluster numbers,
+    inside metadata blocks."""
     buf = bytearray(image)
     # Most picks land on bytes that are set (fields in use); the rest anywhere in the block,
     # so unused fields and slots are hit too.
@@ -156,12 +157,20 @@ def corrupt(image: bytes, offsets: list[int], rng: random.Random) -> tuple[bytes
         else:
             off = rng.choice(offsets) + rng.randrange(512)
         kind = rng.random()
-        if kind < 0.6:
+        if kind < 0.45:
             width, values = 1, [rng.randrange(256)]
-        elif kind < 0.8:
+        elif kind < 0.6:
             width, values = 2, [rng.choice([0x00, 0xFF, 0x7F, 0x80])] * 2
-        else:
+        elif kind < 0.75:
             width, values = 4, [rng.choice([0x00, 0xFF, 0x7F])] * 4
+        elif kind < 0.9:
+            # A plausible block number (CMS pointers are 4-byte big-endian): loops, cross-links.
+            off &= ~3
+            width, values = 4, list(rng.randrange(2100).to_bytes(4, "big"))
+        else:
+            # A plausible cluster number (FAT16/32 entries and directory fields are little-endian).
+            off &= ~1
+            width, values = 2, list(rng.randrange(2100).to_bytes(2, "little"))
         for i, v in enumerate(values[: min(width, len(buf) - off)]):
             buf[off + i] = v
             changes.append((off + i, v))
