@@ -27,13 +27,18 @@ CLOCK = lambda: 1_700_000_000.0  # noqa: E731 - deterministic FST dates
 
 
 class CountingDevice(MemoryDevice):
-    """A MemoryDevice that counts the blocks read through it."""
+    """A MemoryDevice that counts the blocks read and the write calls made through it."""
 
     blocks_read = 0
+    writes = 0
 
     def _read(self, lba: int, count: int) -> bytes:
         self.blocks_read += count
         return super()._read(lba, count)
+
+    def _write(self, lba: int, data) -> None:
+        self.writes += 1
+        super()._write(lba, data)
 
 
 def _workload(fs: CmsFilesystem, rng: random.Random, *, drop_caches: bool) -> None:
@@ -65,9 +70,10 @@ def _workload(fs: CmsFilesystem, rng: random.Random, *, drop_caches: bool) -> No
 @pytest.mark.parametrize("bs", [512, 4096])
 def test_cached_maps_write_the_same_bytes_as_fresh_reads(bs: int) -> None:
     images = []
+    fresh = MemoryDevice(8192 if bs == 512 else 2048, 512 if bs == 512 else 4096)
+    FORMAT.mkfs(fresh, block_size=bs, label="WP")  # once: the label holds the creation time
     for drop in (False, True):
-        dev = MemoryDevice(8192 if bs == 512 else 2048, 512 if bs == 512 else 4096)
-        FORMAT.mkfs(dev, block_size=bs, label="WP")
+        dev = fresh.clone()
         fs = CmsFilesystem(dev, clock=CLOCK)
         _workload(fs, random.Random(bs), drop_caches=drop)
         fs.close()
@@ -76,9 +82,11 @@ def test_cached_maps_write_the_same_bytes_as_fresh_reads(bs: int) -> None:
     assert images[0] == images[1]
 
 
-def test_append_reads_no_metadata() -> None:
+def test_append_reads_no_metadata_and_writes_new_blocks_at_once() -> None:
     """An append to a big file reads at most its last data block and the label's sector: not
-    its pointer blocks, the map or the directory (they are cached while the fs is open)."""
+    its pointer blocks, the map or the directory (they are cached while the fs is open). It
+    writes 5 times: its new data and pointer blocks (adjacent: one write), the map, the
+    directory block (commit), the map (frees), the label (ADTUSED)."""
     dev = CountingDevice(16384, 512)
     FORMAT.mkfs(dev, block_size=512, label="WP")
     fs = CmsFilesystem(dev, clock=CLOCK)
@@ -87,9 +95,10 @@ def test_append_reads_no_metadata() -> None:
         fs.write("/BIG.V", i * 1000, bytes(1000))
     assert fs.stat("/BIG.V").extra["levels"] == "2"
     for i in range(50):
-        before = dev.blocks_read
+        before, writes = dev.blocks_read, dev.writes
         fs.write("/BIG.V", 400_000 + i * 1000, bytes([i]) * 1000)
         assert dev.blocks_read - before <= 2
+        assert dev.writes - writes == 5
     fs.close()
     assert FORMAT.fsck(dev).problems == []
     fs = CmsFilesystem(dev)

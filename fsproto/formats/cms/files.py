@@ -29,13 +29,25 @@ if TYPE_CHECKING:
 MAX_RECORDS = 0xFFFFFFFF
 
 
+_COALESCE_MAX = 64 << 10  # adjacent new blocks are joined into one device write up to this size
+_PENDING_MAX = 8 << 20  # queued new-block bytes before they are written early (bounded memory)
+
+
 class Txn:
-    """Allocations and frees of one operation, applied in crash-safe order."""
+    """Allocations and frees of one operation, applied in crash-safe order.
+
+    Writes to the blocks it allocates are queued and issued at :meth:`prepare`, physically
+    adjacent ones joined (a 4 KiB append's data and pointer blocks are usually contiguous):
+    these blocks are unreachable until the commit, so their order among themselves does not
+    matter; they all precede the map write and the commit as before.
+    """
 
     def __init__(self, fs: "CmsFilesystem") -> None:
         self.fs = fs
         self.allocated: list[int] = []
         self.freed: list[int] = []
+        self._pending: list[tuple[int, bytes | bytearray | memoryview]] = []
+        self._pending_bytes = 0
 
     def alloc(self) -> int:
         b = self.fs.amap.allocate()
@@ -49,7 +61,29 @@ class Txn:
         return out
 
     def write(self, block: int, data: bytes | bytearray | memoryview) -> None:
-        self.fs.vol.write_blocks(block, data)
+        """Queue *data* for new block(s) from :meth:`alloc`; the caller must not change it afterwards."""
+        self._pending.append((block, data))
+        self._pending_bytes += len(data)
+        if self._pending_bytes > _PENDING_MAX:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        """Issue the queued writes in block order, joining small adjacent ones. Raises MediaError."""
+        vol = self.fs.vol
+        bs = vol.block_size
+        pending = sorted(self._pending, key=lambda item: item[0])
+        self._pending.clear()
+        self._pending_bytes = 0
+        i = 0
+        while i < len(pending):
+            start, data = pending[i]
+            end, size, j = start + len(data) // bs, len(data), i + 1
+            while j < len(pending) and pending[j][0] == end and size + len(pending[j][1]) <= _COALESCE_MAX:
+                end += len(pending[j][1]) // bs
+                size += len(pending[j][1])
+                j += 1
+            vol.write_blocks(start, data if j == i + 1 else b"".join(d for _, d in pending[i:j]))
+            i = j
 
     def rollback(self) -> None:
         for b in self.allocated:
@@ -57,7 +91,8 @@ class Txn:
         self.allocated.clear()
 
     def prepare(self) -> None:
-        """Make the new blocks' bits durable before the commit write."""
+        """Write the new blocks, then make their bits durable, before the commit write."""
+        self.write_pending()
         self.fs.amap.write_dirty()
 
     def finish(self) -> None:
