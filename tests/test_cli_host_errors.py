@@ -76,3 +76,15 @@ def test_cat_into_a_closed_pipe_stays_quiet(tmp_path: Path) -> None:
     # click ends a closed pipe itself (sys.exit(1), stdout pacified), before the frame's
     # BrokenPipeError branch sees it: quiet, status 1.
     assert r.stdout.strip() == "1" and r.stderr == "", r.stderr
+
+
+@pytest.mark.parametrize("path", ["/", "/dir"])
+def test_cat_of_a_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str) -> None:
+    """FAT directories have size 0: cat used to print nothing and exit 0."""
+    img = _image(tmp_path, [])
+    with ImageFile(img, writable=True) as dev, FORMAT.open(dev) as fs:
+        fs.mkdir("/dir")
+    capsys.readouterr()
+    assert cli(["cat", str(img), path]) == 8
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a directory" in err, err

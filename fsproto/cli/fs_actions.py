@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from fsproto import formats
 from fsproto.blockdev.lock import lock_device
-from fsproto.errors import FsprotoError, GeometryError, HostFileError, NotFound, UsageError
+from fsproto.errors import FsprotoError, GeometryError, HostFileError, IsADirectory, NotFound, UsageError
 from fsproto.formats.base import FsckReport, Progress
 from fsproto.rawdev import BlockDevice, ImageFile, open_device
 from fsproto.vfs import FileStat, Filesystem
@@ -95,14 +95,17 @@ def _stream(fs: Filesystem, path: str, size: int, sink: Callable[[bytes], Any],
 def cat_file(fs: Filesystem, path: str, out: Any) -> int:
     """Write the file's bytes to the binary stream *out* (flushed); returns bytes written.
 
-    Raises HostFileError when *out* refuses the bytes (a full disk, /dev/full); a closed pipe
+    Raises IsADirectory for a directory, HostFileError when *out* refuses the bytes (a full disk, /dev/full); a closed pipe
     stays a BrokenPipeError, which the CLI frame ends quietly.
     """
     def sink(chunk: bytes) -> None:
         with _stdout_op():
             out.write(chunk)
 
-    n = _stream(fs, path, fs.stat(path).size, sink)
+    st = fs.stat(path)
+    if st.is_dir:  # a directory's size is 0 on FAT: without this, cat printed nothing, status 0
+        raise IsADirectory(f"{path}: is a directory")
+    n = _stream(fs, path, st.size, sink)
     with _stdout_op():
         out.flush()
     return n
