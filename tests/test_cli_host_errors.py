@@ -88,3 +88,13 @@ def test_cat_of_a_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert cli(["cat", str(img), path]) == 8
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a directory" in err, err
+
+
+def test_get_of_the_root_extracts_everything(tmp_path: Path) -> None:
+    """``get IMAGE /`` used to refuse "an entry named '/'"; it now means what ``get IMAGE`` does."""
+    img = _image(tmp_path, ["one.txt", "two.txt"])
+    assert cli(["get", "-o", str(tmp_path / "all"), str(img)]) == 0
+    assert cli(["get", "-o", str(tmp_path / "root"), str(img), "/"]) == 0
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["one.txt", "two.txt"]
+    for name in ("one.txt", "two.txt"):
+        assert (tmp_path / "root" / name).read_bytes() == (tmp_path / "all" / name).read_bytes()

@@ -151,13 +151,13 @@ def get_files(
     extraction never leaves a truncated file under the real name.
     """
     items: list[tuple[str, Path, FileStat]] = []
-    if not paths:
-        for child in fs.listdir("/"):
-            _walk(fs, _join("/", child.name), Path(_safe_host_name(child.name, "/")), items)
-    else:
-        for p in paths:
-            st = fs.stat(p)
-            _walk(fs, p, Path(_safe_host_name(st.name, p)), items)
+    for p in paths or ["/"]:
+        if p == "/":  # the root has no name of its own: its entries go straight into dest
+            for child in fs.listdir("/"):
+                _walk(fs, _join("/", child.name), Path(_safe_host_name(child.name, "/")), items)
+            continue
+        st = fs.stat(p)
+        _walk(fs, p, Path(_safe_host_name(st.name, p)), items)
     total = sum(st.size for _, _, st in items if not st.is_dir)
     done = 0
     with _host_op("create directory", dest):
