@@ -20,7 +20,15 @@ import pytest
 from fsproto.formats.cms import FORMAT
 from fsproto.formats.cms.alloc import AllocMap
 from fsproto.formats.cms.fs import CmsFilesystem
-from fsproto.formats.cms.pointers import Tree, level_counts, levels_for, pointer_block_bytes, ppb_for
+from fsproto.formats.cms.pointers import (
+    Tree,
+    level_counts,
+    levels_for,
+    pointer_block_bytes,
+    ppb_for,
+    v_leaf_meta,
+    v_leaf_metas,
+)
 from fsproto.rawdev import MemoryDevice
 
 CLOCK = lambda: 1_700_000_000.0  # noqa: E731 - deterministic FST dates
@@ -163,3 +171,17 @@ def test_allocate_many_matches_repeated_allocate() -> None:
         assert maps[0].allocate_many(count) == [maps[1].allocate() for _ in range(count)]
         assert (maps[0].bits, maps[0].used, maps[0].dirty, maps[0]._cursor) == \
             (maps[1].bits, maps[1].used, maps[1].dirty, maps[1]._cursor)
+
+
+def test_v_leaf_metas_walk_matches_per_leaf_search() -> None:
+    rng = random.Random(9)
+    for bs in (512, 4096):
+        for _ in range(40):
+            pos, rec_pos = 0, array("Q")
+            for _ in range(rng.randrange(0, 200)):
+                rec_pos.append(pos)
+                pos += 2 + rng.choice([1, 7, bs - 2, bs, 3 * bs, 65535])
+            nrec, nblocks = len(rec_pos), -(-pos // bs)
+            j0 = rng.randrange(0, nblocks + 1)
+            got = list(v_leaf_metas(rec_pos, nrec, j0, nblocks, bs, pos))
+            assert got == [(j, *v_leaf_meta(rec_pos, nrec, j, bs, pos)) for j in range(j0, nblocks)]

@@ -6,7 +6,7 @@ from fsproto.formats.cms.directory import Directory, ebcdic_name, parse_name
 from fsproto.formats.cms.fs import load_filemap
 from fsproto.formats.cms.layout import NO_HEADER
 from fsproto.formats.cms.volume import Volume, decode_date
-from fsproto.errors import NotFound
+from fsproto.errors import FormatError, NotFound
 from fsproto.rawdev import BlockDevice
 from fsproto.vfs import split_path
 
@@ -20,7 +20,8 @@ def _date(raw: bytes, century: bool) -> str:
 
 
 def dump(dev: BlockDevice, path: str | None = None) -> str:
-    """Text decode of the metadata. Raises UnknownFormat, FormatError, NotFound, InvalidName."""
+    """Text decode of the metadata; a directory that cannot be read is reported in the text.
+    Raises UnknownFormat, FormatError (label; with *path*, the directory or file), NotFound, InvalidName."""
     vol = Volume.open(dev)
     f = vol.label.fields
     out = [f"label at byte {vol.label.offset}:"]
@@ -32,7 +33,14 @@ def dump(dev: BlockDevice, path: str | None = None) -> str:
         elif isinstance(v, bytes):
             v = v.hex()
         out.append(f"  {k:9} {v}")
-    d = Directory(vol, strict=False)
+    try:
+        d = Directory(vol, strict=False)
+    except FormatError as e:
+        if path is not None:
+            raise
+        # A dump is for looking at damaged disks too: show the label and what stops the directory.
+        out.append(f"directory: cannot be read: {e}")
+        return "\n".join(out) + "\n"
     out.append(f"directory: {d.count} records in blocks {list(d.tree.leaves)}; pointer blocks "
                f"{d.tree.pointer_blocks()}")
     out.append("  slot  name               mode recfm  lrecl  records  blocks lvl ptr      fop  date")

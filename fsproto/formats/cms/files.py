@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from fsproto.errors import FileTooBig, InvalidOperation, NoSpace
 from fsproto.formats.cms.layout import MAX_V_RECORD
-from fsproto.formats.cms.pointers import Tree, update_tree, v_leaf_meta
+from fsproto.formats.cms.pointers import Tree, update_tree, v_leaf_metas
 from fsproto.formats.cms.records import FileMap, read_stream
 
 if TYPE_CHECKING:
@@ -137,16 +137,22 @@ def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, p
     patches = [(o, d) for o, d in patches if len(d)]
     if new_len < fm.stream_len and new_len % bs and new_len // bs < old_n:
         patches.append((new_len, bytes(bs - new_len % bs)))  # the tail of the last block stays zero
-    changed: set[int] = set(range(old_n, new_n))
-    full_cover: set[int] = set()
+    # Blocks to rewrite, as sorted disjoint runs: the new tail and every block a patch touches.
+    spans = [(old_n, new_n - 1)] if new_n > old_n else []
+    edges: set[int] = set()  # first/last block of each patch: the only ones it may cover partly
     for o, d in patches:
         first, last = o // bs, min((o + len(d) - 1) // bs, new_n - 1)
-        changed.update(range(first, last + 1))
-        full_cover.update(range(-(-o // bs), (o + len(d)) // bs))
+        if first <= last:
+            spans.append((first, last))
+            edges.update((first, last))
+    runs = _merge(spans)
+    n_changed = sum(j1 - j0 + 1 for j0, j1 in runs)
+    # A kept block is read (to keep its other bytes) unless one patch covers it whole.
+    full = [(-(-o // bs), (o + len(d)) // bs - 1) for o, d in patches]
     # Data blocks are checked up front; pointer blocks, fewer and harder to count exactly, make
     # allocate() raise NoSpace, which rolls back (nothing durable has changed before prepare()).
-    if len(changed) > fs.amap.free:
-        raise NoSpace(f"needs {len(changed)} free blocks, {fs.amap.free} left", device=vol.name)
+    if n_changed > fs.amap.free:
+        raise NoSpace(f"needs {n_changed} free blocks, {fs.amap.free} left", device=vol.name)
     txn = Txn(fs)
     try:
         v = old.ptr_size == 12
@@ -159,11 +165,11 @@ def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, p
         del leaves[new_n:]
         if new_n > len(leaves):
             leaves.frombytes(bytes(4 * (new_n - len(leaves))))
-        for run in _runs(sorted(changed)):
-            j0, j1 = run
+        dirty: set[int] = set()  # update_tree needs only each changed leaf's pointer block
+        for j0, j1 in runs:
             buf = bytearray((j1 - j0 + 1) * bs)
-            for j in range(j0, j1 + 1):
-                if j < old_n and leaves[j] and j not in full_cover:
+            for j in sorted(e for e in edges if j0 <= e <= j1):
+                if j < old_n and leaves[j] and not any(c0 <= j <= c1 for c0, c1 in full):
                     buf[(j - j0) * bs : (j - j0 + 1) * bs] = vol.read_block(leaves[j])
             lo, hi = j0 * bs, (j1 + 1) * bs
             for o, d in patches:
@@ -171,13 +177,18 @@ def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, p
                 if a < b:
                     buf[a - lo : b - lo] = d[a - o : b - o]
             phys = txn.alloc_many(j1 - j0 + 1)
-            for j, p in zip(range(j0, j1 + 1), phys):
-                if j < old_n and leaves[j]:
-                    txn.freed.append(leaves[j])
-                elif nonnull is not None:
-                    nonnull += 1
-                leaves[j] = p
-            # One device write per physically contiguous stretch.
+            kept = leaves[j0 : min(j1 + 1, old_n)]
+            txn.freed.extend([b for b in kept if b])
+            if nonnull is not None:
+                nonnull += kept.count(0) + (j1 + 1 - max(j0, old_n) if j1 >= old_n else 0)
+            leaves[j0 : j1 + 1] = array("I", phys)
+            dirty.update(range(j0, j1 + 1, old.ppb))
+            dirty.add(j1)
+            # One device write per physically contiguous stretch (allocate_many ascends, so
+            # first and last tell whether the whole run is one).
+            if phys[-1] - phys[0] == len(phys) - 1:
+                txn.write(phys[0], buf)
+                continue
             k = 0
             while k < len(phys):
                 m = k + 1
@@ -186,7 +197,6 @@ def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, p
                 txn.write(phys[k], memoryview(buf)[k * bs : m * bs])
                 k = m
         new = Tree(old.ptr_size, old.ppb, leaves, nonnull=nonnull)
-        dirty = set(changed)
         if v:
             if v_append is not None:
                 for have, more in zip((fm.rec_pos, fm.rec_len, fm.rec_bin), v_append):
@@ -198,8 +208,7 @@ def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, p
                 if new_n > len(arr):
                     arr.frombytes(bytes(4 * (new_n - len(arr))))
             start = min(struct_from // bs if struct_from is not None else new_n, old_n)
-            for j in range(start, new_n):
-                h, dsp = v_leaf_meta(rec_pos, nrec, j, bs, new_len)
+            for j, h, dsp in v_leaf_metas(rec_pos, nrec, start, new_n, bs, new_len):
                 if j >= old_n or h != new.hi[j] or dsp != new.disp[j]:
                     new.hi[j], new.disp[j] = h, dsp
                     dirty.add(j)
@@ -217,14 +226,15 @@ def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, p
         fm.rec_pos, fm.rec_len, fm.rec_bin = v_index
 
 
-def _runs(sorted_idx: list[int]):
-    i = 0
-    while i < len(sorted_idx):
-        j = i
-        while j + 1 < len(sorted_idx) and sorted_idx[j + 1] == sorted_idx[j] + 1:
-            j += 1
-        yield sorted_idx[i], sorted_idx[j]
-        i = j + 1
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive block ranges -> sorted disjoint runs, touching ones joined (as one set of blocks)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 # -- binary view operations --------------------------------------------------------------------

@@ -16,7 +16,7 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from fsproto.errors import FormatError
 from fsproto.formats.cms.layout import NO_HEADER, f_pointers_per_block, v_pointers_per_block
@@ -223,6 +223,25 @@ def v_leaf_meta(rec_pos: array, nrec: int, j: int, block_size: int, stream_len: 
         disp = NO_HEADER
     hi = bisect_left(rec_pos, end, k, nrec)
     return hi, disp
+
+
+def v_leaf_metas(rec_pos: array, nrec: int, j0: int, j1: int, block_size: int,
+                 stream_len: int) -> Iterator[tuple[int, int, int]]:
+    """(j, hi_record, disp) for leaves j0..j1-1: :func:`v_leaf_meta` in one forward walk (one
+    search per block that holds a header, none for the rest)."""
+    from bisect import bisect_left
+
+    k = bisect_left(rec_pos, j0 * block_size, 0, nrec)  # first header at or after the block
+    for j in range(j0, j1):
+        start, end = j * block_size, (j + 1) * block_size
+        if k < nrec and rec_pos[k] < end:
+            disp = rec_pos[k] - start
+            k = bisect_left(rec_pos, end, k, nrec)
+        elif start <= stream_len < end:
+            disp = stream_len - start
+        else:
+            disp = NO_HEADER
+        yield j, k, disp
 
 
 Alloc = Callable[[], int]
