@@ -98,3 +98,16 @@ def test_get_of_the_root_extracts_everything(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["one.txt", "two.txt"]
     for name in ("one.txt", "two.txt"):
         assert (tmp_path / "root" / name).read_bytes() == (tmp_path / "all" / name).read_bytes()
+
+
+def test_cli_returns_an_int_when_stdout_closes(tmp_path: Path) -> None:
+    """click turns a closed stdout pipe into sys.exit(1) even outside standalone mode: cli()
+    must still return the status to an in-process caller, not raise SystemExit."""
+    img = _image(tmp_path, ["big.bin"], "8M")
+    with ImageFile(img, writable=True) as dev, FORMAT.open(dev) as fs:
+        fs.write("/big.bin", 0, bytes(3 << 20))
+    code = (f"import sys; from fsproto.cli import cli; rc = cli(['cat', {str(img)!r}, 'big.bin']); "
+            "print('returned', rc, file=sys.stderr)")
+    r = subprocess.run(f"{sys.executable} -c \"{code}\" | head -c 10 >/dev/null", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    assert r.stderr == "returned 1\n", r.stderr

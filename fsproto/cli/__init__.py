@@ -77,6 +77,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except SystemExit as e:
+        # click ends a closed stdout pipe itself with sys.exit(1), even outside standalone
+        # mode; cli() promises an int to in-process callers, so the status comes back as one.
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_OPERATIONAL)
     return rv if isinstance(rv, int) else 0
 
 
