@@ -11,8 +11,8 @@ default hook and printing a traceback), under its own resource limits:
 
 * ``RLIMIT_AS``: the parent's address space plus ``--mem-headroom`` MiB, so unbounded memory
   ends in MemoryError (a traceback, hence a failure) instead of swapping the machine;
-* ``RLIMIT_FSIZE``: 64 MiB, so a looping file that ``cat``/``get`` would stream forever dies
-  (SIGXFSZ, a failure) instead of filling the disk;
+* ``RLIMIT_FSIZE``: 64 MiB, so a looping file that ``cat``/``get`` would stream forever fails
+  (Python ignores SIGXFSZ, so the write raises EFBIG: a traceback) instead of filling the disk;
 * a wall-clock limit enforced by the parent (SIGKILL, reported as a hang).
 
 A run passes when it exits 0, or exits non-zero with exactly one stderr line starting
