@@ -6,6 +6,12 @@ the directory block holding the FST is written (the commit point); replaced bloc
 after it; ADTUSED is written last. A cut therefore leaves the old or the new file plus, at
 worst, leaked blocks and a stale ADTUSED, which fsck reports as notices.
 
+Speed without changing any of that (tools/bench_cms.py): the file's cached map is updated in
+place, so an append costs O(bytes written); only partly overwritten blocks are read; new data
+and pointer blocks are queued and written together, adjacent ones in one device write, before
+the map; pointer blocks, map and directory are never re-read (the open filesystem is their only
+writer), and ADTUSED is patched into the label's sector rather than the label rebuilt.
+
 Binary view semantics (beyond the reference, which only appends): V overwrites keep record
 boundaries; bytes past EOF become new records (one per call, split at 65535, a gap becomes zero
 bytes); truncate cuts records anywhere; truncate up appends zero records. F files grow in whole
