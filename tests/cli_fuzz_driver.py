@@ -180,7 +180,8 @@ def corrupt(image: bytes, offsets: list[int], rng: random.Random) -> tuple[bytes
 # --- running one child ---------------------------------------------------------------------
 
 
-def run_child(target: Callable[[], None], workdir: Path, timeout: float, mem_limit: int) -> dict:
+def run_child(target: Callable[[], None], workdir: Path, timeout: float, mem_limit: int,
+              output_limit: int = OUTPUT_LIMIT) -> dict:
     """Fork, apply the limits, run *target* in the child; returns rc/signal/stdout/stderr facts."""
     out_path, err_path = workdir / "stdout", workdir / "stderr"
     pid = os.fork()
@@ -192,7 +193,7 @@ def run_child(target: Callable[[], None], workdir: Path, timeout: float, mem_lim
             sys.stdout = open(1, "w", closefd=False)
             sys.stderr = open(2, "w", closefd=False)
             resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (output_limit, output_limit))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             target()
             code = 0
@@ -239,6 +240,8 @@ def verdict(verb: str, res: dict) -> str | None:
     err = res["stderr"]
     if "Traceback" in err:
         return "traceback: " + err.strip().splitlines()[-1][:300]
+    if "File too large" in err:  # get turns EFBIG into a one-line error: still a runaway output
+        return f"output passed the size limit: {err.strip()[:300]!r}"
     rc = res["rc"]
     if rc == 0:
         return None
@@ -360,6 +363,9 @@ def canaries(workdir: Path, timeout: float, headroom_mib: int) -> dict:
         while True:
             sys.stdout.buffer.write(chunk)
 
+    def runaway_get_child() -> None:
+        sys.exit(cli(["get", "-o", str(workdir / "runaway"), str(workdir / "runaway.img")]))
+
     def two_lines_child() -> None:
         print("fsproto: error: one", file=sys.stderr)
         print("and another line", file=sys.stderr)
@@ -377,6 +383,19 @@ def canaries(workdir: Path, timeout: float, headroom_mib: int) -> dict:
     for name, target in [("traceback", traceback_child), ("hang", hang_child), ("memory", memory_child),
                          ("stream", stream_child), ("two_lines", two_lines_child), ("control_chars", control_child)]:
         caught[name] = verdict("cat", run_child(target, workdir, timeout, mem_limit)) is not None
+    # get of a file bigger than the output limit (64 KiB here): the one-line EFBIG error
+    # HostFileError makes of it must still count as a runaway output.
+    big = workdir / "runaway.img"
+    with contextlib.redirect_stdout(sys.stderr):
+        cli(["mkfs", "--format", "fat", "--size", "1M", str(big)])
+    from fsproto.formats.fat import FORMAT
+    from fsproto.rawdev import ImageFile
+
+    with ImageFile(big, writable=True) as dev, FORMAT.open(dev) as fs:
+        fs.create("/big.bin")
+        fs.write("/big.bin", 0, bytes(100_000))
+    caught["runaway_get"] = verdict("get", run_child(runaway_get_child, workdir, timeout, mem_limit,
+                                                     output_limit=64 << 10)) is not None
     before = _sha(img)
     run_child(writer_child, workdir, timeout, mem_limit)
     caught["write"] = _sha(img) != before

@@ -43,7 +43,8 @@ def _driver(*args: str, timeout: float = 240) -> dict:
 def test_checks_catch_each_kind_of_misbehaviour(tmp_path: Path) -> None:
     caught = _driver("canary", str(tmp_path), "--timeout", "2", "--mem-headroom", "128")
     assert caught == {"traceback": True, "hang": True, "memory": True, "stream": True, "two_lines": True,
-                      "control_chars": True, "write": True, "clean_error_passes": True}
+                      "control_chars": True, "runaway_get": True, "write": True,
+                      "clean_error_passes": True}
 
 
 @pytest.mark.timeout(300)
