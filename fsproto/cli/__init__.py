@@ -15,6 +15,7 @@ from typing import Sequence
 import click
 
 from fsproto import __version__
+from fsproto.cli.common import one_line
 from fsproto.errors import EXIT_OPERATIONAL, EXIT_USAGE, FsprotoError, exit_status_for
 
 
@@ -42,15 +43,6 @@ def _register_commands() -> None:
 
 
 _register_commands()
-
-
-def one_line(message: str) -> str:
-    """*message* with control characters escaped, so it prints as exactly one line.
-
-    Messages quote names read from possibly corrupt images; a raw newline, ``\\x1c`` or ESC
-    from a hostile image must neither split the error line nor drive the user's terminal.
-    """
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

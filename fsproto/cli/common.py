@@ -24,3 +24,12 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def one_line(message: str) -> str:
+    """*message* with control characters escaped, so it prints as exactly one line.
+
+    Messages quote names read from possibly corrupt images; a raw newline, ``\\x1c`` or ESC
+    from a hostile image must neither split the error line nor drive the user's terminal.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

@@ -9,10 +9,11 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fsproto.cli import fs_actions as actions
-from fsproto.cli.common import progress_bar
+from fsproto.cli.common import one_line, progress_bar
 from fsproto.errors import EXIT_OK, UsageError
 
 # Options shared by every verb that opens a filesystem.
@@ -52,7 +53,7 @@ def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None,
         entries = actions.list_entries(s.fs, actions.as_path(path))
         if not long:
             for st in entries:
-                click.echo(st.name + ("/" if st.is_dir else ""))
+                click.echo(one_line(st.name) + ("/" if st.is_dir else ""))  # names come from the image
             return EXIT_OK
         extra_keys: list[str] = []
         for st in entries:
@@ -67,7 +68,7 @@ def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None,
         table.add_column("modified")
         for st in entries:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.mtime_ns / 1e9))
-            row = [st.name + ("/" if st.is_dir else "")] + [st.extra.get(k, "") for k in extra_keys]
+            row = [escape(one_line(st.name)) + ("/" if st.is_dir else "")] + [st.extra.get(k, "") for k in extra_keys]
             table.add_row(*row, str(st.size), when)
         Console(soft_wrap=True).print(table)
     return EXIT_OK
