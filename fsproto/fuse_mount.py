@@ -53,6 +53,26 @@ log = logging.getLogger("fsproto.fuse")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
+# glibc serves every allocation >= 128 KiB (the default M_MMAP_THRESHOLD) as fresh mmap'd pages
+# and unmaps them on free: a 1 MiB write request then page-faults on each of its buffers
+# (request, records, blocks), which costs more than the format's work (tools/bench_cms.py's
+# read benchmark shows the same). Heap buffers up to 8 MiB, kept up to 32 MiB: bounded memory.
+_MMAP_THRESHOLD = 8 << 20
+_TRIM_THRESHOLD = 32 << 20
+
+
+@functools.cache
+def _tune_malloc() -> None:
+    """Once per serving process; a no-op without glibc's mallopt."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+    mallopt(-1, _TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+
 
 def _translate(fn: F) -> F:
     """Wrap one handler: our errors become their errno, anything else is logged and becomes EIO."""
@@ -154,6 +174,7 @@ class FsprotoOperations(pyfuse3.Operations):
         self._sizes: dict[int, int] = {}
         self._invalidator = _Invalidator()
         self._blksize = max(512, fs.statfs().block_size)
+        _tune_malloc()
 
     def shutdown(self) -> None:
         """Stop the helper thread (call after the main loop ended, before ``pyfuse3.close``)."""
