@@ -10,7 +10,7 @@ Specs (so ``fsproto mkfs``, ``ls``, ``mount`` work unchanged on a controller):
   ``nvme:vfio:BDF[/NSID]`` -- bound to vfio-pci (IOMMU DMA); ``ahci:BDF[/PORT]`` likewise.
 
 Data moves through one DMA bounce buffer of the controller's maximum transfer (128 KiB by
-default), so a request of any size is split into commands and never allocates per call.
+default; see :mod:`fsproto.blockdev.controller`).
 
 Limits: one command at a time; the device owns its controller (and QEMU under qtest):
 ``close()`` flushes, shuts the controller down and, for qtest, kills QEMU.
@@ -18,12 +18,11 @@ Limits: one command at a time; the device owns its controller (and QEMU under qt
 
 from __future__ import annotations
 
-import os
 import re
-from typing import Callable
 
 from fsproto.blockdev.base import BlockDevice
-from fsproto.errors import ControllerError, DeviceError, HardwareError, MediaError, OutOfRange, UsageError
+from fsproto.blockdev.controller import ControllerBlockDevice
+from fsproto.errors import UsageError
 from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme.attach import Attachment
 from fsproto.hw.nvme.controller import NvmeController
@@ -33,27 +32,20 @@ _BDF = r"(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
 _HOST_SPEC = re.compile(rf"(nvme|ahci):(?:(vfio|uio):)?({_BDF})(?:/(\d+))?")
 
 
-class NvmeBlockDevice(BlockDevice):
+class NvmeBlockDevice(ControllerBlockDevice):
     """Namespace *nsid* of a running :class:`NvmeController` (block size = the namespace's LBA size).
 
     *attachment* (optional) is closed after the controller, e.g. to kill QEMU.
     Raises HardwareNotFound for an inactive namespace.
     """
 
-    @property
-    def survives_fork(self) -> bool:
-        return False  # DMA buffers are MADV_DONTFORK; the controller session is the parent's
-
     def __init__(self, controller: NvmeController, nsid: int = 1, *, read_only: bool = False,
                  attachment: Attachment | None = None, name: str | None = None) -> None:
         ns = controller.namespace(nsid)
-        super().__init__(name or f"{controller.name}/{nsid}", ns.block_size, ns.blocks, read_only)
+        super().__init__(name or f"{controller.name}/{nsid}", ns.block_size, ns.blocks, read_only,
+                         max_transfer=controller.max_transfer, alloc=controller.alloc, attachment=attachment)
         self.controller = controller
         self.nsid = nsid
-        self.attachment = attachment
-        self._chunk = controller.max_transfer // ns.block_size
-        self._bounce = controller.alloc(self._chunk * ns.block_size)
-        self._pid = os.getpid()
 
     def _read_cmd(self, lba: int, n: int, buf: DmaBuffer, offset: int) -> None:
         self.controller.read(self.nsid, lba, n, buf, offset)
@@ -61,59 +53,11 @@ class NvmeBlockDevice(BlockDevice):
     def _write_cmd(self, lba: int, n: int, buf: DmaBuffer, offset: int) -> None:
         self.controller.write(self.nsid, lba, n, buf, offset)
 
-    def _read(self, lba: int, count: int) -> bytes:
-        out = bytearray()
-        bs = self._block_size
-        for start in range(lba, lba + count, self._chunk):
-            n = min(self._chunk, lba + count - start)
-            self._command(self._read_cmd, start, n)
-            out += self._bounce.read(0, n * bs)
-        return bytes(out)
+    def _flush_cmd(self) -> None:
+        self.controller.flush(self.nsid)
 
-    def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        bs = self._block_size
-        count = len(view) // bs
-        for start in range(lba, lba + count, self._chunk):
-            n = min(self._chunk, lba + count - start)
-            self._bounce.write(0, view[(start - lba) * bs : (start - lba + n) * bs])
-            self._command(self._write_cmd, start, n)
-
-    def _command(self, op: Callable[[int, int, DmaBuffer, int], None], lba: int, n: int) -> None:
-        if os.getpid() != self._pid:
-            # DMA memory is MADV_DONTFORK and QEMU/queues belong to the opener: a forked child
-            # (e.g. a daemonizing mount) must not touch them. `fsproto mount -f` keeps one process.
-            raise DeviceError("a controller device cannot be used after fork(); open it in this process "
-                              "(fsproto mount -f)", device=self._name, lba=lba)
-        try:
-            op(lba, n, self._bounce, 0)
-        except OutOfRange:
-            raise
-        except ControllerError as e:
-            # The block layer's callers expect MediaError for an I/O failure; keep the status.
-            raise MediaError(f"{e.message}", device=self._name, lba=lba) from e
-        except HardwareError as e:
-            raise MediaError(f"controller access failed: {e}", device=self._name, lba=lba) from e
-
-    def fileno(self) -> int | None:
-        """The image file under a qtest controller (for fsproto.blockdev.lock), else None."""
-        return self.attachment.image_fd if self.attachment is not None else None
-
-    def _flush(self) -> None:
-        try:
-            self.controller.flush(self.nsid)
-        except HardwareError as e:
-            raise MediaError(f"flush failed: {e}", device=self._name) from e
-
-    def _close(self) -> None:
-        try:
-            self._bounce.free()
-            self.controller.close()
-        except HardwareError as e:
-            raise MediaError(f"controller shutdown failed: {e}", device=self._name) from e
-        finally:
-            if self.attachment is not None:
-                self.attachment.close()
+    def _shutdown(self) -> None:
+        self.controller.close()
 
 
 def _controller_device(spec: str, writable: bool, force: bool = False) -> BlockDevice:
@@ -162,27 +106,8 @@ def open_controller(spec: str, *, writable: bool = False, force: bool = False, b
                     partition: int | None = None, overlay: object = None, trace: object = None) -> BlockDevice:
     """``open_device`` for ``nvme:``/``ahci:`` specs, with the same stacking (partition ->
     block-size adapter -> overlay -> trace). Raises like open_device, plus HardwareError family."""
-    from fsproto.blockdev.overlay import Overlay
-    from fsproto.blockdev.partition import open_partition
-    from fsproto.blockdev.trace import TracingDevice
-    from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice
+    from fsproto.blockdev.open import stack_device  # open imports this module lazily: no cycle at load
 
     disk = _controller_device(spec, writable and overlay is None, force)
-    dev = disk
-    try:
-        if partition is not None:
-            dev = open_partition(disk, partition)
-        if block_size is not None and dev.block_size != block_size:
-            dev = BlockSizeAdapter(dev, block_size, name=dev.name)
-        if overlay is not None:
-            dev = Overlay(dev, overlay)  # type: ignore[arg-type]
-            if not writable:
-                dev = SubDevice(dev, 0, dev.num_blocks, name=dev.name, read_only=True)
-        if trace is not None:
-            dev = TracingDevice(dev, trace)  # type: ignore[arg-type]
-    except BaseException:
-        dev.close()
-        if dev is not disk:
-            disk.close()
-        raise
-    return dev
+    return stack_device(disk, partition=partition, block_size=block_size, overlay=overlay,  # type: ignore[arg-type]
+                        writable=writable, trace=trace)

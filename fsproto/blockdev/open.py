@@ -93,10 +93,27 @@ def open_device(
     else:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "neither a regular file nor a block device"
         raise NotADevice(f"is {kind}", device=path)
+    return stack_device(disk, partition=number, block_size=block_size, overlay=overlay, writable=writable,
+                        trace=trace)
+
+
+def stack_device(
+    disk: BlockDevice,
+    *,
+    partition: int | None,
+    block_size: int | None,
+    overlay: str | os.PathLike[str] | None,
+    writable: bool,
+    trace: str | os.PathLike[str] | None,
+) -> BlockDevice:
+    """Wrap an opened *disk* in the stacking order of the module docstring; closes *disk* on error.
+
+    Shared by every kind of disk (images, nodes, user-space controllers) so they stack alike.
+    """
     dev = disk
     try:
-        if number is not None:
-            dev = open_partition(disk, number)
+        if partition is not None:
+            dev = open_partition(disk, partition)
         if block_size is not None and dev.block_size != block_size:
             dev = BlockSizeAdapter(dev, block_size, name=dev.name)
         if overlay is not None:
