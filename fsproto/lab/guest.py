@@ -22,7 +22,6 @@ import os
 import re
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Callable
 from fsproto.errors import GuestError, HarnessSetupError, UsageError
 from fsproto.lab import initramfs
 from fsproto.lab.kernel import GuestKernel, load, prepare
+from fsproto.subproc import kill_group
 
 QEMU = "qemu-system-x86_64"
 NVME_FIRST_SLOT = 4  # NVMe controllers at 00:04.0, 00:05.0, ... (virtio-9p takes 00:03.0)
@@ -131,18 +131,6 @@ def qemu_command(kernel: GuestKernel, initrd: Path, disks: list[Disk], *, accel:
     return argv, where
 
 
-def _kill_group(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # our own session only (start_new_session)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 def run(command: str, *, disks: list[Disk] = (), timeout: float = 300, iommu: bool = False,  # type: ignore[assignment]
         accel: str = "auto", memory_mb: int = 1024, smp: int = 2, env: dict[str, str] | None = None,
         cwd: str | None = None, on_line: Callable[[str], None] | None = None, prepare_kernel: bool = True) -> LabResult:
@@ -237,7 +225,7 @@ def _boot(argv: list[str], where: dict[str, str], timeout: float, accel: str,
         raise GuestError(f"guest did not power off within {timeout:g} s (killed)",
                          console_tail="".join(console[-40:])) from None
     finally:
-        _kill_group(proc)
+        kill_group(proc)  # our own session only (start_new_session)
     if status is None:
         tail = "".join(console[-40:])
         raise GuestError(f"guest ended without running the command to completion (QEMU status {proc.returncode})",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -35,6 +34,7 @@ from fsproto.hw.backends.base import Backend
 from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.pci import Bar, PciFunction, normalize_bdf
 from fsproto.hw.region import Region
+from fsproto.subproc import kill_group
 
 MMIO_BASE = 0xE0000000  # where assign_bars() places BARs (hardware.md 4 used 0xE0000000/0xE1000000)
 MMIO_END = 0xFEC00000  # below the IOAPIC
@@ -47,15 +47,7 @@ _OUT = {1: "outb", 2: "outw", 4: "outl"}
 
 def _reap(proc: subprocess.Popen, workdir: str) -> None:  # type: ignore[type-arg]
     """Kill QEMU's process group and wait for it; remove the work directory. Never raises."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    kill_group(proc)
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -12,10 +12,8 @@ at 2 x and 1 x the sector size, so a 4096-byte-block disk with 512-byte sectors 
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,6 +25,7 @@ from fsproto.errors import GuestError, HarnessError, ReferenceRefused, UsageErro
 from fsproto.testing.cmsref.label import cms_block_size
 from fsproto.testing.cmsref.prepare import Prepared, load
 from fsproto.testing.cmsref.scripts import DISK_DEVNO_BASE
+from fsproto.subproc import kill_group
 
 DEFAULT_TIMEOUT = 300.0
 FAKETIME = "2024-03-15 12:00:00"  # the frozen daemon clock of the shared fixtures
@@ -171,12 +170,7 @@ finds under ``$IN``.
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                if proc.poll() is None:
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait()
+                kill_group(proc)
         seconds = time.monotonic() - start
         tail = _tail(qlog, console)
         if keep is not None:
