@@ -176,21 +176,19 @@ class Volume:
     def write_label(self, fields: dict) -> None:
         """Rewrite the label in place (read-modify-write of the device sector(s) holding it)."""
         raw = ADT.build(fields)
-        ss = self.dev.block_size
-        first = self.label.offset // ss
-        last = (self.label.offset + 80 - 1) // ss
-        buf = bytearray(self.dev.read(first, last - first + 1))
-        pos = self.label.offset - first * ss
-        buf[pos : pos + 80] = raw
-        self.dev.write(first, buf)
+        self._write_label_bytes(raw)
         self.label.fields = dict(fields)
-        self.label.raw = raw
 
     def write_used(self, used: int) -> None:
         """Rewrite the label with ADTUSED = *used*: the bytes :meth:`write_label` would write,
         patched into the label as read instead of rebuilt field by field (once per data write)."""
         raw = bytearray(self.label.raw)
         struct.pack_into(">I", raw, ADTUSED_OFFSET, used)
+        self._write_label_bytes(bytes(raw))
+        self.label.fields = dict(self.label.fields, ADTUSED=used)
+
+    def _write_label_bytes(self, raw: bytes) -> None:
+        """Put the 80 label bytes in place: read-modify-write of the device sector(s) holding them."""
         ss = self.dev.block_size
         first = self.label.offset // ss
         last = (self.label.offset + 80 - 1) // ss
@@ -198,8 +196,7 @@ class Volume:
         pos = self.label.offset - first * ss
         buf[pos : pos + 80] = raw
         self.dev.write(first, buf)
-        self.label.fields = dict(self.label.fields, ADTUSED=used)
-        self.label.raw = bytes(raw)
+        self.label.raw = raw
 
     def flush(self) -> None:
         self.dev.flush()
