@@ -298,20 +298,6 @@ LABEL_BREAKS = {
 
 
 @pytest.fixture(scope="module")
-def utc() -> Any:
-    """FST dates are local time on both sides; the guest runs in UTC, so the host does too."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if old is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
-
-
-@pytest.fixture(scope="module")
 def world(utc: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Build every disk, run the reference once over all of them, return images and views."""
     try:

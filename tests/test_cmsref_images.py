@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import lzma
-import os
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,20 +22,6 @@ pytestmark = pytest.mark.reference
 
 IMAGES = SHARED / "images" / "cms"
 NAMES = sorted(p.name[: -len(".img.xz")] for p in IMAGES.glob("*.img.xz")) if IMAGES.is_dir() else []
-
-
-@pytest.fixture(scope="module")
-def utc() -> Any:
-    """FST dates are local time on both sides; the guest runs in UTC, so the host does too."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if old is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
 
 
 @pytest.fixture(scope="module")
