@@ -129,6 +129,21 @@ def start_memfs(tmp_path: Path, *opts: str, capacity: int | None = None, name: s
     return m
 
 
+def start_cli_mount(image: Path, mp: Path, log: Path, *args: str) -> MountedFs:
+    """``fsproto mount --foreground`` of *image* on *mp* in a child process, once it is mounted;
+    torn down again if the mount never appears."""
+    mp.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "fsproto", "mount", "--foreground", "--log", str(log), *args, str(image), str(mp)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
+    m = MountedFs(mp, log, proc)
+    try:
+        wait_for_mount(mp, proc)
+    except BaseException:
+        m.cleanup()
+        raise
+    return m
+
+
 def fsproto_cli(*args: str, memimg: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the ``fsproto`` CLI in a child process (optionally with the memimg test format)."""
     if memimg:
@@ -174,10 +189,7 @@ class CmsMount:
         self.expect_log_errors = False
 
     def mount(self, *args: str) -> Path:
-        cmd = [sys.executable, "-m", "fsproto", "mount", "--foreground", "--log", str(self.log), *args, str(self.image), str(self.mp)]
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
-        self.current = MountedFs(self.mp, self.log, proc)
-        wait_for_mount(self.mp, proc)
+        self.current = start_cli_mount(self.image, self.mp, self.log, *args)
         return self.mp
 
     def unmount(self) -> None:

@@ -8,11 +8,10 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from fuse_helpers import PROJECT_ROOT, MountedFs, bad_log_lines, is_mounted, wait_for_mount
+from fuse_helpers import MountedFs, bad_log_lines, is_mounted, start_cli_mount
 
 import fat_images
 import fat_vm
@@ -34,17 +33,7 @@ def os_tree(root: Path) -> dict[str, bytes | None]:
 
 
 def mount(image: Path, mp: Path, log: Path) -> MountedFs:
-    mp.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "fsproto", "mount", "--foreground", "--log", str(log), "--format", "fat",
-           str(image), str(mp)]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
-    m = MountedFs(mp, log, proc)
-    try:
-        wait_for_mount(mp, proc)
-    except BaseException:
-        m.cleanup()
-        raise
-    return m
+    return start_cli_mount(image, mp, log, "--format", "fat")
 
 
 def tool_workload(mp: Path, src: Path, seed: int) -> None:
