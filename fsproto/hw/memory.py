@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from fsproto.errors import AccessDenied, HardwareError, UnbackedMemory, UsageError
-from fsproto.hw.backends.base import Backend
+from fsproto.hw.backends.base import DirectBufferBackend
 from fsproto.hw.region import Region
 
 PAGE = _mmap.PAGESIZE
@@ -227,24 +227,12 @@ class DmaBuffer(abc.ABC):
         self.free()
 
 
-class _HostBackend(Backend):
+class _HostBackend(DirectBufferBackend):
     def __init__(self, view: memoryview, name: str) -> None:
         self._view = view
         self.size = len(view)
         self.writable = True
         self.name = name
-
-    def buffer(self) -> memoryview | None:
-        return self._view
-
-    def load(self, offset: int, width: int) -> int:  # the Region indexes the buffer itself
-        raise HardwareError("unreachable: direct buffer")
-
-    def store(self, offset: int, width: int, value: int) -> None:
-        raise HardwareError("unreachable: direct buffer")
-
-    def close(self) -> None:
-        self._view.release()
 
 
 def _unmap(addr: int, size: int) -> None:

@@ -24,7 +24,7 @@ import os
 import struct
 
 from fsproto.errors import AccessDenied, HardwareError, HardwareNotFound, RegionOutOfRange
-from fsproto.hw.backends.base import Backend
+from fsproto.hw.backends.base import Backend, DirectBufferBackend
 from fsproto.hw.memory import DmaBuffer, HostBuffer, malloc
 from fsproto.hw.pci import PciFunction, normalize_bdf
 from fsproto.hw.region import Region
@@ -91,7 +91,7 @@ class FdAccessBackend(Backend):
             raise HardwareError(f"write at {offset:#x} failed: {e.strerror}", device=self.name, offset=offset) from e
 
 
-class FdMapBackend(Backend):
+class FdMapBackend(DirectBufferBackend):
     """An mmap of a VFIO region (a BAR) from the device fd: direct single-width accesses."""
 
     def __init__(self, fd: int, base: int, size: int, name: str) -> None:
@@ -99,17 +99,8 @@ class FdMapBackend(Backend):
         self._map = _mmap.mmap(fd, size, flags=_mmap.MAP_SHARED, prot=_mmap.PROT_READ | _mmap.PROT_WRITE, offset=base)
         self._view = memoryview(self._map)
 
-    def buffer(self) -> memoryview | None:
-        return self._view
-
-    def load(self, offset: int, width: int) -> int:  # the Region indexes the buffer itself
-        raise HardwareError("unreachable: direct buffer")
-
-    def store(self, offset: int, width: int, value: int) -> None:
-        raise HardwareError("unreachable: direct buffer")
-
     def close(self) -> None:
-        self._view.release()
+        super().close()
         try:
             self._map.close()
         except BufferError:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 
-from fsproto.errors import AccessDenied
+from fsproto.errors import AccessDenied, HardwareError
 
 WIDTHS = (1, 2, 4, 8)
 
@@ -74,6 +74,25 @@ class Backend(abc.ABC):
     def __str__(self) -> str:
         mode = "rw" if self.writable else "ro"
         return f"{type(self).__name__}({self.name}, {self.size:#x} bytes, {mode})"
+
+
+class DirectBufferBackend(Backend):
+    """A window that is host memory in ``self._view``: the Region indexes the buffer itself, so
+    ``load``/``store`` are never called (DMA memory, VFIO-mapped BARs)."""
+
+    _view: memoryview
+
+    def buffer(self) -> memoryview | None:
+        return self._view
+
+    def load(self, offset: int, width: int) -> int:
+        raise HardwareError("unreachable: direct buffer")
+
+    def store(self, offset: int, width: int, value: int) -> None:
+        raise HardwareError("unreachable: direct buffer")
+
+    def close(self) -> None:
+        self._view.release()
 
 
 class DryRunFacade(Backend):
