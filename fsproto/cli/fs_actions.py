@@ -42,15 +42,25 @@ class Session:
     fs: Filesystem
 
 
+def _open_locked(device: str, *, writable: bool, force: bool) -> BlockDevice:
+    """open_device plus the lock a mount holds: exclusive to write, shared to read (not with --force)."""
+    dev = open_device(device, writable=writable, force=force)
+    if not force:
+        try:
+            lock_device(dev, exclusive=writable)
+        except BaseException:
+            dev.close()
+            raise
+    return dev
+
+
 @contextlib.contextmanager
 def open_fs(
     device: str, *, fmt_name: str = "auto", writable: bool = False, force: bool = False, **options: Any
 ) -> Iterator[Session]:
     """Open *device*, detect or pick its format, and open the filesystem on it."""
-    dev = open_device(device, writable=writable, force=force)
+    dev = _open_locked(device, writable=writable, force=force)
     try:
-        if not force:
-            lock_device(dev, exclusive=writable)
         fmt = formats.detect(dev, fmt_name)
         fs = _open_with_options(fmt, dev, options)
         try:
@@ -280,10 +290,8 @@ def make_filesystem(
         ImageFile.create(device, size).close()
     elif size is not None and os.path.isfile(device) and os.path.getsize(device) != size:
         raise UsageError(f"{device} exists with a different size; remove it or omit --size")
-    dev = open_device(device, writable=True, force=force)
+    dev = _open_locked(device, writable=True, force=force)
     try:
-        if not force:
-            lock_device(dev, exclusive=True)
         given = {k: v for k, v in options.items() if v is not None}
         fmt.mkfs(dev, progress=progress, **given)
         dev.flush()
@@ -294,10 +302,8 @@ def make_filesystem(
 def check_filesystem(
     device: str, *, fmt_name: str, repair: bool, force: bool, progress: Progress | None = None
 ) -> FsckReport:
-    dev = open_device(device, writable=repair, force=force)
+    dev = _open_locked(device, writable=repair, force=force)
     try:
-        if not force:
-            lock_device(dev, exclusive=repair)
         fmt = formats.detect(dev, fmt_name)
         return fmt.fsck(dev, repair=repair, progress=progress)
     finally:
