@@ -14,6 +14,7 @@ import pytest
 REQUIRED_TOOLS = [
     "fusermount3", "losetup", "sfdisk", "sgdisk", "mkfs.ext2", "mkfs.vfat", "fsck.vfat", "mcopy",
     "getfattr", "qemu-system-x86_64", "qemu-system-s390x", "busybox", "gdb", "xz",
+    "nbdkit", "nbdcopy", "nbdinfo", "qemu-nbd", "qemu-img",
 ]
 
 
@@ -29,3 +30,22 @@ def test_pyfuse3_and_construct_import() -> None:
     import trio
 
     assert pyfuse3.__version__ and construct.__version__ and trio.__version__
+
+
+def test_second_wave_python_dependencies_import() -> None:
+    """libnbd's binding (linked into the venv by setup.sh), atheris, textual and pillow."""
+    import atheris
+    import nbd
+    import PIL
+    import textual
+
+    assert nbd.NBD and atheris.Fuzz and PIL.__version__ and textual.__version__
+
+
+def test_nbdkit_has_its_python_plugin() -> None:
+    import subprocess
+
+    if not shutil.which("nbdkit"):
+        pytest.skip("nbdkit is not installed")
+    out = subprocess.run(["nbdkit", "python", "--version"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr

@@ -13,6 +13,9 @@ SYSTEM_PACKAGES=(
     qemu-system-x86 busybox-static gdb
     # a Linux kernel for QEMU guests: its vfat driver checks FAT images (the host kernel may lack it)
     linux-image-cloud-amd64
+    # NBD serving and container images: nbdkit with its Python plugin, libnbd (nbdcopy, the
+    # Python binding), qemu-nbd/qemu-img for qcow2, VMDK, VHDX, VDI
+    nbdkit nbdkit-plugin-python python3-libnbd libnbd-bin qemu-utils
 )
 
 missing=()
@@ -37,3 +40,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q -e '.[test]'
     touch "$stamp"
 fi
+
+# libnbd's Python binding exists only as Debian's python3-libnbd (not on PyPI), built for the
+# system CPython 3.11; link its two files into the venv (same minor version, same ABI) rather
+# than putting all of Debian's dist-packages on the venv's path.
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+for f in /usr/lib/python3/dist-packages/nbd.py /usr/lib/python3/dist-packages/libnbdmod.cpython-311-*.so; do
+    [ -e "$f" ] && ln -sf "$f" "$site/"
+done
+"$VENV/bin/python" -c 'import nbd' || { echo "setup: the venv cannot import libnbd's binding (nbd)" >&2; exit 1; }
