@@ -44,6 +44,10 @@ def install_plugin(tmp: Path) -> dict[str, str]:
     bindir.mkdir()
     (bindir / "fsproto").write_text(f'#!/bin/sh\nexec {sys.executable} -m fsproto "$@"\n')
     (bindir / "fsproto").chmod(0o755)
+    # The tutorial's reader works in an activated venv: `python` is this interpreter, not
+    # whatever a bare PATH finds first (pyenv's, without fsproto's dependencies).
+    (bindir / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (bindir / "python").chmod(0o755)
     env = dict(os.environ)
     env["PATH"] = f"{bindir}:{env['PATH']}"
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
