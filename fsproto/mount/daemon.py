@@ -2,8 +2,8 @@
 
 Life of ``fsproto mount DEV MNT`` (:func:`mount_device`):
 
-1. open the device and flock it (exclusive read-write, shared read-only: the adapter caches
-   attributes because the mount is the only writer), detect the format, open the filesystem
+1. open the device, which flocks it (exclusive read-write, shared read-only: the adapter
+   caches attributes because the mount is the only writer; see fsproto.blockdev.lock), detect the format, open the filesystem
    and mount (``pyfuse3.init``) in the calling process, so a corrupt image, a busy image or a
    bad mount point is one error line and a non-zero exit status;
 2. unless ``foreground``, fork: the child serves, the parent waits until the child holds the
@@ -36,7 +36,6 @@ from typing import Any, Callable
 import pyfuse3
 import trio
 
-from fsproto.blockdev.lock import lock_device
 from fsproto.errors import DeviceBusy, MountError, UsageError
 from fsproto.mount.options import MountOptions
 from fsproto.vfs import Filesystem
@@ -276,7 +275,6 @@ def mount_device(
                          "daemon; mount it with --foreground")
     fs: Filesystem | None = None
     try:
-        lock_device(dev, exclusive=not options.read_only)
         fmt = formats.detect(dev, format_name)
         fs = fmt.open(dev, **(format_options or {}))
         options = options.with_(
