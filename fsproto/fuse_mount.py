@@ -194,7 +194,7 @@ class FsprotoOperations(pyfuse3.Operations):
         a.entry_timeout = o.entry_timeout
         a.attr_timeout = o.attr_timeout
         kind = stat.S_IFDIR if st.is_dir else stat.S_IFREG
-        a.st_mode = kind | (st.mode & 0o7777 & ~o.umask)
+        a.st_mode = kind | o.permission_bits(st.mode, is_dir=st.is_dir)
         a.st_nlink = max(st.nlink, 2 if st.is_dir else 1)
         a.st_uid = o.uid
         a.st_gid = o.gid

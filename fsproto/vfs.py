@@ -29,7 +29,7 @@ class FileStat:
     size: int  # bytes in the filesystem's view (binary or text)
     mtime_ns: int  # modification time, ns since the epoch (UTC)
     alloc_bytes: int = 0  # bytes allocated on disk (data + metadata blocks), for st_blocks
-    mode: int = 0o644  # permission bits the format suggests (0o755 for directories)
+    mode: int = 0o644  # permission bits the format offers (a mount then clears its fmask/dmask)
     nlink: int = 1
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # format-specific (recfm...)
 

@@ -173,7 +173,7 @@ class CmsFilesystem(Filesystem):
             size=self._size(key),
             mtime_ns=date_to_ns(fst.date, fst.century),
             alloc_bytes=(fst.data_blocks + pointer_blocks) * self.vol.block_size,
-            mode=0o444 if self.read_only else 0o644,
+            mode=0o444 if self.read_only else 0o666,  # no execute bit in CMS; the mount's fmask applies
             extra={"recfm": fst.recfm_char, "lrecl": str(fst.lrecl), "mode": fst.mode_str(),
                    "records": str(fst.records), "levels": str(fst.levels)},
         )
@@ -185,7 +185,7 @@ class CmsFilesystem(Filesystem):
         if parent == "/" and not name:
             d = self.dir.director
             return FileStat(name="/", is_dir=True, size=self.dir.count * 64, mtime_ns=date_to_ns(d.date, d.century),
-                            mode=0o755, nlink=2)
+                            mode=0o555 if self.read_only else 0o777, nlink=2)
         key, slot = self._slot(path)
         return self._stat_fst(key, self.dir.slots[slot])
 
