@@ -17,7 +17,7 @@ import posixpath
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from fsproto.errors import FsReadOnly, InvalidName, NoSuchAttribute, NotSupported
+from fsproto.errors import FsReadOnly, InvalidName, NoSuchAttribute, NotPermitted, NotSupported
 
 
 @dataclass(frozen=True)
@@ -107,10 +107,11 @@ class Filesystem(abc.ABC):
         raise FsReadOnly("filesystem is read-only")
 
     def mkdir(self, path: str) -> FileStat:
-        raise NotSupported("this format has no subdirectories")
+        """Raises NotPermitted on a flat format (mkdir(2): EPERM), FsReadOnly, AlreadyExists..."""
+        raise NotPermitted("this format has no subdirectories")
 
     def rmdir(self, path: str) -> None:
-        raise NotSupported("this format has no subdirectories")
+        raise NotPermitted("this format has no subdirectories")
 
     def set_mtime(self, path: str, mtime_ns: int) -> None:
         """Set the modification time. Raises FsReadOnly, NotFound."""

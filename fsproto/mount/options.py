@@ -69,6 +69,17 @@ class MountOptions:
         mask = self.dmask if is_dir else self.fmask
         return suggested & 0o7777 & ~(self.umask if mask is None else mask)
 
+    def refuses_attribute_change(self, *, mode: int | None, uid: int | None, gid: int | None) -> bool:
+        """Whether a chmod/chown must fail with EPERM, as kernel vfat's fat_setattr decides.
+
+        Owners come from uid=/gid=: changing them is refused. Permission bits come from the
+        masks: a mode with bits beyond rwx (setuid, setgid, sticky) is refused, any other is
+        accepted and not stored (vfat stores only "read-only", which fsproto does not map),
+        so ``cp -p``, ``rsync -a`` and editors keep working.
+        """
+        return ((uid is not None and uid != self.uid) or (gid is not None and gid != self.gid)
+                or (mode is not None and mode & 0o7777 & ~0o777 != 0))
+
     def libfuse_options(self) -> set[str]:
         """The option strings handed to ``pyfuse3.init``."""
         opts = {f"fsname={self.fsname or 'fsproto'}"}

@@ -87,7 +87,7 @@ class FatFilesystem(Filesystem):
             from fsproto.errors import InvalidName
 
             raise InvalidName(f"path {path!r} is not absolute")
-        parts = [p for p in path.split("/") if p and p != "."]
+        parts = [dirmod.strip_trailing_dots(p) for p in path.split("/") if p and p != "."]
         if ".." in parts:
             from fsproto.errors import InvalidName
 
@@ -254,6 +254,7 @@ class FatFilesystem(Filesystem):
         parent_path, name = split_path(path)
         if not name:
             raise AlreadyExists("/ exists", device=self.vol.name)
+        name = dirmod.strip_trailing_dots(name)
         dirmod.check_long_name(name)
         d, cluster = self._dir_at(parent_path)
         if d.find(name) is not None:
@@ -340,6 +341,7 @@ class FatFilesystem(Filesystem):
         new_parent_path, name = split_path(new)
         if not name:
             raise InvalidOperation("cannot replace the root directory", device=self.vol.name)
+        name = dirmod.strip_trailing_dots(name)
         dirmod.check_long_name(name)
         pn, pn_cluster = self._dir_at(new_parent_path)
         if eo.is_dir:
