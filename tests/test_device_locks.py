@@ -163,3 +163,41 @@ def test_the_lock_is_taken_in_open_device_for_any_caller(tmp_path: Path) -> None
 def _cmdline() -> str:
     text = " ".join(Path("/proc/self/cmdline").read_bytes().decode().split("\0")).strip()
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def test_an_overlay_sidecar_has_one_opener(tmp_path: Path) -> None:
+    """Two processes appending to one sidecar would interleave records: the second is refused."""
+    img = tmp_path / "base.img"
+    img.write_bytes(bytes(1 << 20))
+    side = str(tmp_path / "x.ovl")
+    with open_device(str(img), writable=True, overlay=side) as dev:
+        dev.write(0, b"\1" * 512)
+        with pytest.raises(DeviceBusy, match=f"x.ovl: in use by pid {os.getpid()} "):
+            open_device(str(img), writable=True, overlay=side)
+        with pytest.raises(DeviceBusy):
+            open_device(str(img), overlay=side)  # reopening may cut a torn record: a writer too
+    with open_device(str(img), overlay=side) as dev:  # closed: free again
+        assert dev.read(0, 1) == b"\1" * 512
+
+
+def test_a_daemon_mount_is_named_by_the_pid_that_serves_it(tmp_path: Path, capsys) -> None:
+    """The background daemon inherits the lock from the process that took it and then exited;
+    the refusal names the daemon, the process that really holds the device."""
+    from fuse_helpers import fsproto_cli
+
+    img = tmp_path / "d.cms"
+    assert cli(["mkfs", "--format", "cms", "--size", "4M", str(img)]) == 0
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = fsproto_cli("mount", "--log", str(tmp_path / "log"), str(img), str(mnt), memimg=False)
+    assert r.returncode == 0, r.stderr
+    try:
+        from fsproto.mount.daemon import lock_path
+
+        daemon = int(Path(lock_path(str(mnt))).read_text())
+        capsys.readouterr()
+        assert cli(["rm", str(img), "X.Y"]) == 8
+        err = capsys.readouterr().err
+        assert f"in use by pid {daemon} (" in err and " mount " in err, err
+    finally:
+        assert fsproto_cli("umount", str(mnt), memimg=False).returncode == 0

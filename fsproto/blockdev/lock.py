@@ -91,26 +91,31 @@ def lock_holders(fd: int) -> list[str]:
     return found
 
 
-def lock_device(dev: Any, *, exclusive: bool, force: bool = False, what: str | None = None) -> bool:
-    """flock the device's backing file without blocking; returns True when the lock is held.
+def lock_fd(fd: int, *, exclusive: bool, force: bool = False, name: str | None = None) -> bool:
+    """flock *fd* without blocking; returns True when the lock is held.
 
     Raises DeviceBusy naming the holder when it is held elsewhere, unless *force* (then returns
-    False and the caller goes on unlocked). Devices with no file descriptor return False.
+    False and the caller goes on unlocked).
     """
-    fd = backing_fileno(dev)
-    if fd is None:
-        return False  # memory, MMIO, NVMe: nothing else can open it by path
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
     except BlockingIOError:
         if force:
             return False
         holders = lock_holders(fd)
-        who = what or (", ".join(holders) if holders else "another process")
+        who = ", ".join(holders) if holders else "another process"
         mode = "write" if exclusive else "read"
         raise DeviceBusy(f"in use by {who}; unmount it or stop it, or pass --force to {mode} anyway",
-                         device=getattr(dev, "name", None)) from None
+                         device=name) from None
     return True
+
+
+def lock_device(dev: Any, *, exclusive: bool, force: bool = False) -> bool:
+    """:func:`lock_fd` on the device's backing file; False for devices with no file descriptor."""
+    fd = backing_fileno(dev)
+    if fd is None:
+        return False  # memory, MMIO, NVMe: nothing else can open it by path
+    return lock_fd(fd, exclusive=exclusive, force=force, name=getattr(dev, "name", None))
 
 
 def claim_device(disk: Any, *, force: bool = False) -> bool:

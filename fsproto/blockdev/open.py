@@ -128,7 +128,7 @@ def stack_device(
         if block_size is not None and dev.block_size != block_size:
             dev = BlockSizeAdapter(dev, block_size, name=dev.name)
         if overlay is not None:
-            dev = Overlay(dev, overlay)
+            dev = Overlay(dev, overlay, force=force)
             if not writable:
                 dev = SubDevice(dev, 0, dev.num_blocks, name=dev.name, read_only=True)
         if trace is not None:
