@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 from typing import Iterator
 
 import pytest
