@@ -183,6 +183,10 @@ def test_a_non_root_user_mounts_through_fusermount3(tmp_path: Path, public_dir: 
 
     mnt = home / "mnt"
     try:
+        if "user_allow_other" not in Path("/etc/fuse.conf").read_text().split():
+            r = run("mount", "-o", "allow_other", "--log", str(home / "mount.log"), str(home / "disk.cms"), str(mnt))
+            assert r.returncode == 8 and "user_allow_other in /etc/fuse.conf" in r.stderr.splitlines()[-1], r.stderr
+            assert not is_mounted(mnt)
         r = run("mount", "--log", str(home / "mount.log"), str(home / "disk.cms"), str(mnt))
         assert r.returncode == 0, r.stderr
         assert is_mounted(mnt)

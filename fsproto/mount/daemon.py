@@ -145,7 +145,22 @@ def _kernel_mount(ops: Any, mountpoint: str, options: MountOptions) -> None:
     try:
         pyfuse3.init(ops, mountpoint, options.libfuse_options())
     except RuntimeError as e:  # libfuse prints the reason on stderr and returns an error
-        raise MountError(f"cannot mount ({e}); is /dev/fuse available?", device=mountpoint) from None
+        raise MountError(f"cannot mount ({e}); {_mount_hint(options)}", device=mountpoint) from None
+
+
+def _mount_hint(options: MountOptions) -> str:
+    """What most likely went wrong, for the one error line (fusermount3's own reason is above it)."""
+    if os.geteuid() != 0 and options.allow_other and not _fuse_conf_allows_other():
+        return "-o allow_other needs a line user_allow_other in /etc/fuse.conf for a non-root user"
+    return "is /dev/fuse available?"
+
+
+def _fuse_conf_allows_other(path: str = "/etc/fuse.conf") -> bool:
+    try:
+        with open(path) as f:
+            return any(line.strip() == "user_allow_other" for line in f)
+    except OSError:
+        return False
 
 
 def _set_read_ahead(mountpoint: str, kb: int) -> None:
