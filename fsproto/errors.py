@@ -180,6 +180,14 @@ class NotSupported(FsError):
     errno = _errno.EOPNOTSUPP
 
 
+class NotPermitted(FsError):
+    """The format has no such kind of object: directories on a flat format, hard or symbolic
+    links, device nodes and FIFOs. EPERM, as mkdir(2), link(2), symlink(2), mknod(2) and the
+    kernel's vfat answer (docs/errno.md)."""
+
+    errno = _errno.EPERM
+
+
 class IsADirectory(FsError, IsADirectoryError):
     errno = _errno.EISDIR
 

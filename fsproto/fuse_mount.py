@@ -44,7 +44,16 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import pyfuse3
 
-from fsproto.errors import FsprotoError, InvalidOperation, IsADirectory, errno_for
+from fsproto.errors import (
+    FsprotoError,
+    InvalidName,
+    InvalidOperation,
+    IsADirectory,
+    NameTooLong,
+    NotFound,
+    NotPermitted,
+    errno_for,
+)
 from fsproto.mount.inodes import InodeTable, StaleInode
 from fsproto.mount.options import MountOptions
 from fsproto.vfs import FileStat, Filesystem
@@ -147,6 +156,18 @@ class _Invalidator:
                 log.debug("invalidate inode %d: %s", inode, e)
 
 
+def lookup_stat(fs: Filesystem, path: str) -> FileStat:
+    """``fs.stat`` for a kernel LOOKUP: a name the format cannot hold does not exist (ENOENT, as
+    vfat's lookup answers and stat(2) expects); only creating one is EINVAL. A name too long
+    stays ENAMETOOLONG (POSIX path resolution). See docs/errno.md."""
+    try:
+        return fs.stat(path)
+    except NameTooLong:
+        raise
+    except InvalidName as e:
+        raise NotFound(f"{path}: no such file ({e.message})") from None
+
+
 class FsprotoOperations(pyfuse3.Operations):
     """Serves one :class:`~fsproto.vfs.Filesystem` to the kernel.
 
@@ -194,7 +215,7 @@ class FsprotoOperations(pyfuse3.Operations):
         a.entry_timeout = o.entry_timeout
         a.attr_timeout = o.attr_timeout
         kind = stat.S_IFDIR if st.is_dir else stat.S_IFREG
-        a.st_mode = kind | (st.mode & 0o7777 & ~o.umask)
+        a.st_mode = kind | o.permission_bits(st.mode, is_dir=st.is_dir)
         a.st_nlink = max(st.nlink, 2 if st.is_dir else 1)
         a.st_uid = o.uid
         a.st_gid = o.gid
@@ -222,7 +243,7 @@ class FsprotoOperations(pyfuse3.Operations):
     @_translate
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent, path = self._child(parent_inode, name)
-        return self._entry(parent, self.fs.stat(path))
+        return self._entry(parent, lookup_stat(self.fs, path))
 
     @_translate
     async def forget(self, inode_list: list[tuple[int, int]]) -> None:
@@ -245,14 +266,11 @@ class FsprotoOperations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         path = self.inodes.path(inode)
-        current = self._attr(inode, self.fs.stat(path))
-        # Owners and permission bits come from the mount options, not the format: accept a
-        # request that changes nothing (cp -p, editors), refuse a real change like vfat does.
-        if (
-            (fields.update_mode and stat.S_IMODE(attr.st_mode) != stat.S_IMODE(current.st_mode))
-            or (fields.update_uid and attr.st_uid != current.st_uid)
-            or (fields.update_gid and attr.st_gid != current.st_gid)
-        ):
+        self.fs.stat(path)  # ENOENT/ESTALE before anything else
+        # Owners and permission bits come from the mount options, not the format (docs/errno.md).
+        if self.options.refuses_attribute_change(mode=attr.st_mode if fields.update_mode else None,
+                                                 uid=attr.st_uid if fields.update_uid else None,
+                                                 gid=attr.st_gid if fields.update_gid else None):
             raise pyfuse3.FUSEError(errno.EPERM)
         if fields.update_size:
             self.fs.truncate(path, attr.st_size)
@@ -363,6 +381,23 @@ class FsprotoOperations(pyfuse3.Operations):
         if replaced is not None and replaced != old_canonical:
             self.inodes.detach(replaced)
         self.inodes.rename(old_canonical, self._canonical(new_parent, new))
+
+    # Kinds of object no format here has: EPERM, as link(2)/symlink(2)/mknod(2) and vfat say
+    # (without these handlers pyfuse3 answers ENOSYS, "function not implemented").
+    @_translate
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise NotPermitted("hard links are not supported by this format")
+
+    @_translate
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise NotPermitted("symbolic links are not supported by this format")
+
+    @_translate
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise NotPermitted("device nodes, FIFOs and sockets are not supported by this format")
 
     # -- files ----------------------------------------------------------------------------------------
     def _new_fh(self) -> int:

@@ -17,7 +17,7 @@ import posixpath
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from fsproto.errors import FsReadOnly, InvalidName, NoSuchAttribute, NotSupported
+from fsproto.errors import FsReadOnly, InvalidName, NoSuchAttribute, NotPermitted, NotSupported
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class FileStat:
     size: int  # bytes in the filesystem's view (binary or text)
     mtime_ns: int  # modification time, ns since the epoch (UTC)
     alloc_bytes: int = 0  # bytes allocated on disk (data + metadata blocks), for st_blocks
-    mode: int = 0o644  # permission bits the format suggests (0o755 for directories)
+    mode: int = 0o644  # permission bits the format offers (a mount then clears its fmask/dmask)
     nlink: int = 1
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # format-specific (recfm...)
 
@@ -107,10 +107,11 @@ class Filesystem(abc.ABC):
         raise FsReadOnly("filesystem is read-only")
 
     def mkdir(self, path: str) -> FileStat:
-        raise NotSupported("this format has no subdirectories")
+        """Raises NotPermitted on a flat format (mkdir(2): EPERM), FsReadOnly, AlreadyExists..."""
+        raise NotPermitted("this format has no subdirectories")
 
     def rmdir(self, path: str) -> None:
-        raise NotSupported("this format has no subdirectories")
+        raise NotPermitted("this format has no subdirectories")
 
     def set_mtime(self, path: str, mtime_ns: int) -> None:
         """Set the modification time. Raises FsReadOnly, NotFound."""

@@ -81,8 +81,12 @@ def _module_order(mods: Path) -> list[str]:
 
 
 @lru_cache(maxsize=16)
-def initramfs(ndisks: int) -> Path:
-    """Build (once per disk count and test process) the guest's initramfs; returns its path."""
+def initramfs(ndisks: int, init: str = INIT, extra: tuple[tuple[str, str], ...] = ()) -> Path:
+    """Build (once per arguments and test process) the guest's initramfs; returns its path.
+
+    *init* is the guest's /init script; *extra* adds (guest path, host file) pairs (a probe
+    binary, its scripts).
+    """
     found = kernel()
     if found is None:
         raise RuntimeError("no /boot/vmlinuz-*: run tools/setup.sh (linux-image-cloud-amd64)")
@@ -103,8 +107,10 @@ def initramfs(ndisks: int) -> Path:
             subprocess.run(["xz", "-dc", str(mods / rel)], stdout=open(dst, "wb"), check=True)
         else:
             shutil.copy(mods / rel, dst)
+    for guest_path, host_file in extra:
+        shutil.copy(host_file, root / guest_path.lstrip("/"))
     (root / "modules.order").write_text("\n".join(r.removesuffix(".xz") for r in order) + "\n")
-    (root / "init").write_text(INIT)
+    (root / "init").write_text(init)
     (root / "ndisks").write_text(f"{ndisks}\n")
     os.chmod(root / "init", 0o755)
     out = root.with_suffix(".cpio")
@@ -116,6 +122,25 @@ def initramfs(ndisks: int) -> Path:
     return out
 
 
+def boot(images: list[str | os.PathLike[str]], initrd: Path, *, writable: bool = False, timeout: float = 300
+         ) -> str:
+    """Boot the guest with *images* as virtio disks vda, vdb, ... and *initrd*; returns its console
+    text (the guest powers off when its init is done). Raises RuntimeError without a kernel."""
+    found = kernel()
+    if found is None:
+        raise RuntimeError("no /boot/vmlinuz-*: run tools/setup.sh (linux-image-cloud-amd64)")
+    vmlinuz, _ = found
+    # TCG, not KVM: nested KVM is unreliable on CI VMs (this one hangs), and TCG boots in ~6 s.
+    drives: list[str] = []
+    for img in images:
+        drives += ["-drive", f"file={os.fspath(img)},format=raw,if=virtio,readonly={'off' if writable else 'on'}"]
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256M", "-nodefaults", "-nographic", "-no-reboot",
+           "-serial", "stdio", "-kernel", str(vmlinuz), "-initrd", str(initrd),
+           "-append", "console=ttyS0 panic=-1 quiet loglevel=3", *drives]
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return proc.stdout.decode("utf-8", "replace").replace("\r", "") + proc.stderr.decode(errors="replace")[-1000:]
+
+
 def kernel_listings(images: list[str | os.PathLike[str]], timeout: float = 300
                     ) -> list[tuple[dict[str, str | None], dict[str, int]]]:
     """What the kernel's vfat driver sees in each image: ({"/dir": None, "/dir/file": sha256 hex},
@@ -124,25 +149,12 @@ def kernel_listings(images: list[str | os.PathLike[str]], timeout: float = 300
     All images are checked in one guest boot (virtio disks vda, vdb, ...). Raises RuntimeError
     when the guest cannot mount an image or does not answer.
     """
-    found = kernel()
-    if found is None:
-        raise RuntimeError("no /boot/vmlinuz-*: run tools/setup.sh (linux-image-cloud-amd64)")
     if not 1 <= len(images) <= 16:
         raise ValueError("1 to 16 images per guest")
-    vmlinuz, _ = found
-    # TCG, not KVM: nested KVM is unreliable on CI VMs (this one hangs), and TCG boots in ~6 s.
-    drives: list[str] = []
-    for img in images:
-        drives += ["-drive", f"file={os.fspath(img)},format=raw,if=virtio,readonly=on"]
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256M", "-nodefaults", "-nographic", "-no-reboot",
-           "-serial", "stdio", "-kernel", str(vmlinuz), "-initrd", str(initramfs(len(images))),
-           "-append", "console=ttyS0 panic=-1 quiet loglevel=3", *drives]
-    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    text = proc.stdout.decode("utf-8", "replace").replace("\r", "")
+    text = boot(images, initramfs(len(images)), timeout=timeout)
     bodies = [part.split(END, 1)[0] for part in text.split(BEGIN)[1:]]
     if len(bodies) != len(images) or END not in text:
-        raise RuntimeError(f"guest did not list the images (qemu status {proc.returncode}):\n{text[-2000:]}\n"
-                           f"{proc.stderr.decode(errors='replace')[-1000:]}")
+        raise RuntimeError(f"guest did not list the images:\n{text[-3000:]}")
     out = []
     for body in bodies:
         if "MOUNT-FAILED" in body:

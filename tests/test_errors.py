@@ -29,6 +29,8 @@ def test_not_found_is_a_builtin_file_not_found():
         (errors.NameTooLong("x"), errno.ENAMETOOLONG),
         (errors.InvalidName("x"), errno.EINVAL),
         (errors.FileTooBig("x"), errno.EFBIG),
+        (errors.NotPermitted("x"), errno.EPERM),
+        (errors.DeviceBusy("x"), errno.EBUSY),
         (errors.FormatError("x", block=7), errno.EIO),
         (ValueError("not ours"), errno.EIO),
         (OSError(errno.EACCES, "denied"), errno.EACCES),

@@ -201,3 +201,14 @@ def test_partition_of_a_loop_device(tmp_path):
                 open_device(node, partition=1)
         with open_device(node, partition=2, block_size=4096) as wide:
             assert wide.read(0) == expected
+
+
+def test_a_block_device_an_fsproto_process_holds_is_refused_naming_it(tmp_path):
+    """The O_EXCL refusal of a node names the fsproto process that holds its lock."""
+    img = tmp_path / "disk.cms"
+    with open(img, "wb") as f:
+        f.truncate(4 << 20)
+    with loop_device(img) as node:
+        with open_device(node, writable=True):
+            with pytest.raises(DeviceBusy, match=f"held exclusively by pid {os.getpid()} \\("):
+                open_device(node, writable=True)

@@ -8,6 +8,11 @@ table, then the partition window is adapted to *block_size*.
 
 Stacking order: disk -> partition window -> block-size adapter -> overlay -> trace, so a
 trace records what the caller did and an overlay never lets a write reach the disk.
+
+Locking: :func:`stack_device`, which every kind of disk goes through, first claims the disk
+(:func:`fsproto.blockdev.lock.claim_device`: exclusive flock when the disk is writable, shared
+when read-only), so every command that opens a device -- and any new one -- is refused beside
+a writer (a mount, ``put``, ``write-blocks``...) unless forced.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import stat
 
 from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.image import ImageFile
+from fsproto.blockdev.lock import claim_device
 from fsproto.blockdev.overlay import Overlay
 from fsproto.blockdev.partition import open_partition
 from fsproto.blockdev.raw import RawDevice, image_busy_reasons
@@ -62,7 +68,8 @@ def open_device(
     *overlay* keeps every write in that copy-on-write sidecar (the disk is then opened
     read-only whatever *writable* says; the overlay takes writes iff *writable*). *trace*
     records every I/O to that file. *force* opens a block device that is mounted, has
-    holders or is held O_EXCL elsewhere.
+    holders or is held O_EXCL elsewhere, and goes on when another fsproto process holds the
+    device lock (see the module docstring).
     Raises DeviceNotFound, NotADevice (a directory, a socket...), GeometryError (size not a
     multiple of the block size), DeviceBusy, PartitionTableError, UsageError (bad partition
     number), DeviceError.
@@ -94,7 +101,7 @@ def open_device(
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "neither a regular file nor a block device"
         raise NotADevice(f"is {kind}", device=path)
     return stack_device(disk, partition=number, block_size=block_size, overlay=overlay, writable=writable,
-                        trace=trace)
+                        trace=trace, force=force)
 
 
 def stack_device(
@@ -105,19 +112,23 @@ def stack_device(
     overlay: str | os.PathLike[str] | None,
     writable: bool,
     trace: str | os.PathLike[str] | None,
+    force: bool = False,
 ) -> BlockDevice:
-    """Wrap an opened *disk* in the stacking order of the module docstring; closes *disk* on error.
+    """Claim *disk* (the device lock) and wrap it in the stacking order of the module
+    docstring; closes *disk* on error.
 
-    Shared by every kind of disk (images, nodes, user-space controllers) so they stack alike.
+    Shared by every kind of disk (images, nodes, user-space controllers) so they stack and
+    lock alike. Raises DeviceBusy when another process holds the lock (unless *force*).
     """
     dev = disk
     try:
+        claim_device(disk, force=force)
         if partition is not None:
             dev = open_partition(disk, partition)
         if block_size is not None and dev.block_size != block_size:
             dev = BlockSizeAdapter(dev, block_size, name=dev.name)
         if overlay is not None:
-            dev = Overlay(dev, overlay)
+            dev = Overlay(dev, overlay, force=force)
             if not writable:
                 dev = SubDevice(dev, 0, dev.num_blocks, name=dev.name, read_only=True)
         if trace is not None:

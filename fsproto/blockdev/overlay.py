@@ -29,6 +29,7 @@ import zlib
 from typing import Callable
 
 from fsproto.blockdev.base import BlockDevice
+from fsproto.blockdev.lock import lock_fd
 from fsproto.blockdev.wrap import WrappedDevice
 from fsproto.errors import DeviceError, GeometryError, MediaError, ReadOnlyError
 
@@ -50,8 +51,11 @@ def fingerprint(base: BlockDevice) -> int:
 class Overlay(WrappedDevice):
     """``Overlay(base, sidecar_path)``: a writable copy-on-write view of *base*.
 
-    Creates the sidecar if missing, else reopens it (checking it belongs to *base*). Raises
-    DeviceError (unreadable sidecar, wrong base), GeometryError (sidecar made for another size).
+    Creates the sidecar if missing, else reopens it (checking it belongs to *base*). The sidecar
+    is locked exclusively while open (reopening may cut a torn record: every opener writes), so
+    two processes never append to one sidecar; *force* goes on when another holds it. Raises
+    DeviceError (unreadable sidecar, wrong base), GeometryError (sidecar made for another size),
+    DeviceBusy (the sidecar is open elsewhere).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class Overlay(WrappedDevice):
         *,
         name: str | None = None,
         owns_inner: bool = True,
+        force: bool = False,
     ) -> None:
         super().__init__(base, name or f"{base.name}+cow", base.block_size, base.num_blocks, owns_inner=owns_inner)
         self._read_only = False  # the overlay takes writes even over a read-only base
@@ -71,6 +76,7 @@ class Overlay(WrappedDevice):
         except OSError as e:
             raise DeviceError(f"cannot open overlay sidecar {self._path}: {e.strerror}", device=base.name) from e
         try:
+            lock_fd(self._fd, exclusive=True, force=force, name=self._path)
             self._load()
         except BaseException:
             os.close(self._fd)

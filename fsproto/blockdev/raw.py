@@ -25,6 +25,7 @@ import stat
 import struct
 
 from fsproto.blockdev.fdio import FileDescriptorDevice
+from fsproto.blockdev.lock import lock_holders
 from fsproto.errors import DeviceBusy, DeviceError, DeviceNotFound, NotADevice
 
 BLKGETSIZE64 = 0x80081272
@@ -123,6 +124,19 @@ def image_busy_reasons(path: str) -> list[str]:
     return reasons
 
 
+def _flock_holders(path: str) -> list[str]:
+    """The fsproto processes (pid and command) holding the device lock on node *path*, found
+    through a plain (not O_EXCL) read-only open; empty when none or not inspectable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        return lock_holders(fd)
+    finally:
+        os.close(fd)
+
+
 class RawDevice(FileDescriptorDevice):
     """A block-device node. ``RawDevice(path, writable=False, force=False)``.
 
@@ -153,7 +167,8 @@ class RawDevice(FileDescriptorDevice):
             fd = os.open(path, flags)
         except OSError as e:
             if e.errno == errno.EBUSY:  # someone else holds it O_EXCL (or the kernel claims it)
-                raise DeviceBusy("held exclusively by another opener; pass --force to open anyway", device=path) from e
+                who = ", ".join(_flock_holders(path)) or "another opener"
+                raise DeviceBusy(f"held exclusively by {who}; pass --force to open anyway", device=path) from e
             if e.errno in (errno.EROFS, errno.EACCES) and writable:  # read-only media or node
                 raise DeviceError(f"cannot open for writing: {e.strerror}", device=path) from e
             raise DeviceError(f"cannot open: {e.strerror}", device=path) from e

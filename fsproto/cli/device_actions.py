@@ -199,7 +199,12 @@ def overlay_apply(spec: str, sidecar: str, *, commit: bool, partition: int | Non
     if not os.path.isfile(sidecar):
         raise UsageError(f"no overlay sidecar {sidecar}", device=spec)
     base: BlockDevice = open_device(spec, partition=partition, block_size=block_size, writable=commit, force=force)
-    with Overlay(base, sidecar) as ov:
+    try:
+        ov = Overlay(base, sidecar, force=force)
+    except BaseException:
+        base.close()
+        raise
+    with ov:
         if commit:
             with progress_bar("committing overlay", enabled=sys.stderr.isatty()) as progress:
                 n = ov.commit(progress)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fsproto import formats
-from fsproto.blockdev.lock import lock_device
 from fsproto.errors import FsprotoError, GeometryError, HostFileError, IsADirectory, NotFound, UsageError
 from fsproto.formats.base import FsckReport, Progress
 from fsproto.rawdev import BlockDevice, ImageFile, open_device
@@ -42,24 +41,12 @@ class Session:
     fs: Filesystem
 
 
-def _open_locked(device: str, *, writable: bool, force: bool) -> BlockDevice:
-    """open_device plus the lock a mount holds: exclusive to write, shared to read (not with --force)."""
-    dev = open_device(device, writable=writable, force=force)
-    if not force:
-        try:
-            lock_device(dev, exclusive=writable)
-        except BaseException:
-            dev.close()
-            raise
-    return dev
-
-
 @contextlib.contextmanager
 def open_fs(
     device: str, *, fmt_name: str = "auto", writable: bool = False, force: bool = False, **options: Any
 ) -> Iterator[Session]:
     """Open *device*, detect or pick its format, and open the filesystem on it."""
-    dev = _open_locked(device, writable=writable, force=force)
+    dev = open_device(device, writable=writable, force=force)
     try:
         fmt = formats.detect(dev, fmt_name)
         fs = _open_with_options(fmt, dev, options)
@@ -290,7 +277,7 @@ def make_filesystem(
         ImageFile.create(device, size).close()
     elif size is not None and os.path.isfile(device) and os.path.getsize(device) != size:
         raise UsageError(f"{device} exists with a different size; remove it or omit --size")
-    dev = _open_locked(device, writable=True, force=force)
+    dev = open_device(device, writable=True, force=force)
     try:
         given = {k: v for k, v in options.items() if v is not None}
         fmt.mkfs(dev, progress=progress, **given)
@@ -302,7 +289,7 @@ def make_filesystem(
 def check_filesystem(
     device: str, *, fmt_name: str, repair: bool, force: bool, progress: Progress | None = None
 ) -> FsckReport:
-    dev = _open_locked(device, writable=repair, force=force)
+    dev = open_device(device, writable=repair, force=force)
     try:
         fmt = formats.detect(dev, fmt_name)
         return fmt.fsck(dev, repair=repair, progress=progress)
@@ -310,8 +297,8 @@ def check_filesystem(
         dev.close()
 
 
-def dump_metadata(device: str, *, fmt_name: str, path: str | None) -> str:
-    dev = open_device(device)
+def dump_metadata(device: str, *, fmt_name: str, path: str | None, force: bool = False) -> str:
+    dev = open_device(device, force=force)
     try:
         fmt = formats.detect(dev, fmt_name)
         return fmt.dump(dev, path)

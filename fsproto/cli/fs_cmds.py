@@ -20,7 +20,14 @@ from fsproto.errors import EXIT_OK, UsageError
 _format_option = click.option(
     "--format", "fmt_name", default="auto", show_default=True, help="On-disk format (auto = detect)."
 )
-_force_option = click.option("--force", is_flag=True, help="Open a block device even if it looks in use.")
+_force_option = click.option(
+    "--force", is_flag=True,
+    help="Open the device even if it is mounted, held, or locked by another fsproto process (a mount, a writer).",
+)
+_read_force_option = click.option(
+    "--force", is_flag=True,
+    help="Read even while another process writes the device (the view may be inconsistent).",
+)
 
 
 def _view_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,9 +54,11 @@ def _show_progress() -> bool:
 @click.option("-l", "long", is_flag=True, help="Long listing: size, date and format attributes.")
 @_format_option
 @_view_options
-def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None, codepage: str | None) -> int:
+@_read_force_option
+def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None, codepage: str | None,
+           force: bool) -> int:
     """List the files of DEVICE (an image, a block device, or IMAGE@N for a partition)."""
-    with actions.open_fs(device, fmt_name=fmt_name, **_view(text, codepage)) as s:
+    with actions.open_fs(device, fmt_name=fmt_name, force=force, **_view(text, codepage)) as s:
         entries = actions.list_entries(s.fs, actions.as_path(path))
         if not long:
             for st in entries:
@@ -79,9 +88,11 @@ def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None,
 @click.argument("paths", nargs=-1, required=True)
 @_format_option
 @_view_options
-def cat_cmd(device: str, paths: tuple[str, ...], fmt_name: str, text: bool | None, codepage: str | None) -> int:
+@_read_force_option
+def cat_cmd(device: str, paths: tuple[str, ...], fmt_name: str, text: bool | None, codepage: str | None,
+            force: bool) -> int:
     """Write files of DEVICE to standard output."""
-    with actions.open_fs(device, fmt_name=fmt_name, **_view(text, codepage)) as s:
+    with actions.open_fs(device, fmt_name=fmt_name, force=force, **_view(text, codepage)) as s:
         out = sys.stdout.buffer
         for p in paths:
             actions.cat_file(s.fs, actions.as_path(p), out)
@@ -96,10 +107,11 @@ def cat_cmd(device: str, paths: tuple[str, ...], fmt_name: str, text: bool | Non
               show_default=True, help="Directory to extract into.")
 @_format_option
 @_view_options
+@_read_force_option
 def get_cmd(device: str, paths: tuple[str, ...], dest: Path, fmt_name: str, text: bool | None,
-            codepage: str | None) -> int:
+            codepage: str | None, force: bool) -> int:
     """Extract files (all of them when none is named) from DEVICE into a directory."""
-    with actions.open_fs(device, fmt_name=fmt_name, **_view(text, codepage)) as s:
+    with actions.open_fs(device, fmt_name=fmt_name, force=force, **_view(text, codepage)) as s:
         with progress_bar("extracting", enabled=_show_progress()) as progress:
             written = actions.get_files(s.fs, [actions.as_path(p) for p in paths], dest, progress=progress)
     click.echo(f"extracted {len(written)} file(s) to {dest}", err=True)
@@ -178,9 +190,11 @@ def mv_cmd(device: str, old: str, new: str, fmt_name: str, force: bool) -> int:
 @click.argument("device")
 @click.argument("path", required=False)
 @_format_option
-def dump_cmd(device: str, path: str | None, fmt_name: str) -> int:
+@_read_force_option
+def dump_cmd(device: str, path: str | None, fmt_name: str, force: bool) -> int:
     """Decode the metadata of DEVICE (label, directory; pointer blocks of PATH when given)."""
-    click.echo(actions.dump_metadata(device, fmt_name=fmt_name, path=actions.as_path(path) if path else None))
+    click.echo(actions.dump_metadata(device, fmt_name=fmt_name, path=actions.as_path(path) if path else None,
+                                     force=force))
     return EXIT_OK
 
 

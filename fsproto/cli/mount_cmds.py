@@ -18,7 +18,11 @@ from fsproto.mount.options import KNOWN, MountOptions, parse_options
 @click.option("--foreground", "-f", is_flag=True, help="Serve in this process (Ctrl-C unmounts) instead of a daemon.")
 @click.option("--debug", is_flag=True, help="Log every request error, not only failures.")
 @click.option("--log", "log_target", default=None, metavar="FILE|syslog|-", help="Where the daemon logs. [default: stderr in the foreground, else /var/log/fsproto-mount.log or the temp dir]")
-@click.option("-o", "option_list", multiple=True, metavar="OPT[,OPT...]", help=f"Mount options: {', '.join(KNOWN)}.")
+@click.option("-o", "option_list", multiple=True, metavar="OPT[,OPT...]",
+              help=f"Mount options: {', '.join(KNOWN)}. allow_other (share the mount with every user) implies "
+                   "default_permissions: the kernel then checks each access against the owner, group and mode "
+                   "stat shows (uid=, gid=, and the bits umask=/fmask=/dmask= clear, octal, as for vfat); "
+                   "no_default_permissions turns that off (every user may then write every file).")
 @click.pass_context
 def mount_cmd(
     ctx: click.Context,
@@ -39,6 +43,11 @@ def mount_cmd(
     point) are reported before that. `fsproto umount MOUNTPOINT` (or SIGTERM to the daemon)
     unmounts after flushing everything to the device. By default `mount` and `df` show the
     device path as the source and `fuse.<format>` as the type (-o fsname=, subtype=).
+
+    The device is locked while mounted: offline writers (put, rm, mv, fsck --repair,
+    write-blocks, overlay commit, mkfs) and readers of a read-write mount are refused unless
+    --force. A non-root user can mount an image they own on a directory they own (through
+    fusermount3); -o allow_other then also needs `user_allow_other` in /etc/fuse.conf.
     """
     from fsproto.mount.daemon import mount_device
 

@@ -2,8 +2,8 @@
 
 Life of ``fsproto mount DEV MNT`` (:func:`mount_device`):
 
-1. open the device and flock it (exclusive read-write, shared read-only: the adapter caches
-   attributes because the mount is the only writer), detect the format, open the filesystem
+1. open the device, which flocks it (exclusive read-write, shared read-only: the adapter
+   caches attributes because the mount is the only writer; see fsproto.blockdev.lock), detect the format, open the filesystem
    and mount (``pyfuse3.init``) in the calling process, so a corrupt image, a busy image or a
    bad mount point is one error line and a non-zero exit status;
 2. unless ``foreground``, fork: the child serves, the parent waits until the child holds the
@@ -36,7 +36,6 @@ from typing import Any, Callable
 import pyfuse3
 import trio
 
-from fsproto.blockdev.lock import lock_device
 from fsproto.errors import DeviceBusy, MountError, UsageError
 from fsproto.mount.options import MountOptions
 from fsproto.vfs import Filesystem
@@ -146,7 +145,22 @@ def _kernel_mount(ops: Any, mountpoint: str, options: MountOptions) -> None:
     try:
         pyfuse3.init(ops, mountpoint, options.libfuse_options())
     except RuntimeError as e:  # libfuse prints the reason on stderr and returns an error
-        raise MountError(f"cannot mount ({e}); is /dev/fuse available?", device=mountpoint) from None
+        raise MountError(f"cannot mount ({e}); {_mount_hint(options)}", device=mountpoint) from None
+
+
+def _mount_hint(options: MountOptions) -> str:
+    """What most likely went wrong, for the one error line (fusermount3's own reason is above it)."""
+    if os.geteuid() != 0 and options.allow_other and not _fuse_conf_allows_other():
+        return "-o allow_other needs a line user_allow_other in /etc/fuse.conf for a non-root user"
+    return "is /dev/fuse available?"
+
+
+def _fuse_conf_allows_other(path: str = "/etc/fuse.conf") -> bool:
+    try:
+        with open(path) as f:
+            return any(line.strip() == "user_allow_other" for line in f)
+    except OSError:
+        return False
 
 
 def _set_read_ahead(mountpoint: str, kb: int) -> None:
@@ -276,7 +290,6 @@ def mount_device(
                          "daemon; mount it with --foreground")
     fs: Filesystem | None = None
     try:
-        lock_device(dev, exclusive=not options.read_only)
         fmt = formats.detect(dev, format_name)
         fs = fmt.open(dev, **(format_options or {}))
         options = options.with_(

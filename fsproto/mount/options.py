@@ -1,8 +1,15 @@
 """Mount options: the user's ``-o`` list and the adapter's tuning knobs, in one dataclass.
 
-``uid=``, ``gid=`` and ``umask=`` are applied by the adapter (libfuse 3's low-level API has
-no such options); ``allow_other``, ``default_permissions``, ``fsname=``, ``subtype=`` and ``ro``
-go to the kernel through libfuse.
+``uid=``, ``gid=``, ``umask=``, ``fmask=`` and ``dmask=`` are applied by the adapter (libfuse
+3's low-level API has no such options) with kernel vfat's meaning (``Documentation/
+filesystems/vfat.rst``): owner and group of every file, and the permission bits *cleared* from
+files (``fmask``), directories (``dmask``) or both (``umask``, which sets the other two; the
+last one given wins, as in the kernel's parser). ``allow_other``, ``default_permissions``,
+``fsname=``, ``subtype=`` and ``ro`` go to the kernel through libfuse.
+
+``allow_other`` implies ``default_permissions`` (the kernel then checks every access against
+the modes and owners above, as it does for vfat) unless ``no_default_permissions`` is given:
+without it, a shared mount lets every user write every file, whatever ``stat`` says.
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ class MountOptions:
 
     read_only: bool = False
     allow_other: bool = False
-    default_permissions: bool = False
+    default_permissions: bool | None = None  # None: follow allow_other (see the module docstring)
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
+    fmask: int | None = None  # None: umask
+    dmask: int | None = None  # None: umask
     fsname: str | None = None  # default: the device path
     subtype: str | None = None  # default: the format name
     attr_timeout: float = ATTR_TIMEOUT
@@ -46,6 +55,31 @@ class MountOptions:
     def with_(self, **changes: object) -> "MountOptions":
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def checks_permissions(self) -> bool:
+        """Whether the kernel checks modes and owners (``default_permissions`` in effect)."""
+        return self.allow_other if self.default_permissions is None else self.default_permissions
+
+    def permission_bits(self, suggested: int, *, is_dir: bool) -> int:
+        """The mode bits stat reports: the format's *suggested* bits minus fmask or dmask.
+
+        A format suggests what it can store (FAT: 0o777, 0o555 when read-only, as the kernel's
+        fat_make_mode; CMS: 0o666), the masks take away what the user asked to hide.
+        """
+        mask = self.dmask if is_dir else self.fmask
+        return suggested & 0o7777 & ~(self.umask if mask is None else mask)
+
+    def refuses_attribute_change(self, *, mode: int | None, uid: int | None, gid: int | None) -> bool:
+        """Whether a chmod/chown must fail with EPERM, as kernel vfat's fat_setattr decides.
+
+        Owners come from uid=/gid=: changing them is refused. Permission bits come from the
+        masks: a mode with bits beyond rwx (setuid, setgid, sticky) is refused, any other is
+        accepted and not stored (vfat stores only "read-only", which fsproto does not map),
+        so ``cp -p``, ``rsync -a`` and editors keep working.
+        """
+        return ((uid is not None and uid != self.uid) or (gid is not None and gid != self.gid)
+                or (mode is not None and mode & 0o7777 & ~0o777 != 0))
+
     def libfuse_options(self) -> set[str]:
         """The option strings handed to ``pyfuse3.init``."""
         opts = {f"fsname={self.fsname or 'fsproto'}"}
@@ -53,7 +87,7 @@ class MountOptions:
             opts.add(f"subtype={self.subtype}")
         if self.allow_other:
             opts.add("allow_other")
-        if self.default_permissions:
+        if self.checks_permissions:
             opts.add("default_permissions")
         if self.read_only:
             opts.add("ro")
@@ -68,11 +102,12 @@ _FLAGS = {
     "direct_io": "direct_io",
     "writeback_cache": "writeback_cache",
 }
-_NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache"}
+_NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache", "no_default_permissions": "default_permissions"}
 _STRINGS = {"fsname", "subtype"}
 # No max_read=: libfuse refuses it unless init() sets the same conn->max_read, which pyfuse3
 # does not; reads are sized by read-ahead (read_ahead_kb=) or direct_io instead.
-_INTS = {"uid": 10, "gid": 10, "umask": 8, "read_ahead_kb": 10}
+_INTS = {"uid": 10, "gid": 10, "umask": 8, "fmask": 8, "dmask": 8, "read_ahead_kb": 10}
+_MASKS = {"umask", "fmask", "dmask"}
 _FLOATS = {"attr_timeout", "entry_timeout"}
 KNOWN = sorted([*_FLAGS, *_NEGATED, *_STRINGS, *_INTS, *_FLOATS])
 
@@ -96,9 +131,11 @@ def parse_options(items: list[str] | tuple[str, ...], base: MountOptions | None 
                     changes[key] = value
                 elif key in _INTS and eq:
                     number = int(value, _INTS[key])
-                    if number < 0 or (key == "umask" and number > 0o777):
+                    if number < 0 or (key in _MASKS and number > 0o777):
                         raise ValueError(value)
                     changes[key] = number
+                    if key == "umask":  # kernel vfat: umask= sets both masks (the last one given wins)
+                        changes["fmask"] = changes["dmask"] = None
                 elif key in _FLOATS and eq:
                     seconds = float(value)
                     if not 0 <= seconds <= 86400:

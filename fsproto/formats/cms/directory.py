@@ -97,6 +97,9 @@ class Fst:
         return "".join(c for c in self.fmode.decode("cp1047") if c.isprintable()).strip()
 
 
+NAME_MAX = 17  # NAME.TYPE: 8 + 1 + 8 characters (statfs f_namemax)
+
+
 def ebcdic_name(raw: bytes) -> str:
     return raw.decode("cp1047", "replace").rstrip(" ")
 
@@ -113,6 +116,8 @@ def check_part(part: str, what: str) -> bytes:
 
 def parse_name(name: str) -> tuple[bytes, bytes]:
     """``name.type`` -> (fname, ftype) as EBCDIC; lower case is upper-cased. Raises InvalidName, NameTooLong."""
+    if len(name) > NAME_MAX:  # longer than any NAME.TYPE: too long (POSIX), whatever else is wrong
+        raise NameTooLong(f"{name[:20]!r}... ({len(name)} characters) is longer than a CMS name (8.8)")
     if name.count(".") != 1:
         raise InvalidName(f"{name!r}: a CMS name has exactly one dot (NAME.TYPE)")
     fn, ft = name.split(".")

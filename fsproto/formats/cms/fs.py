@@ -20,6 +20,7 @@ import time
 from typing import Callable
 
 from fsproto.errors import (
+    FileTooBig,
     FormatError,
     FsError,
     FsReadOnly,
@@ -46,6 +47,8 @@ from fsproto.vfs import FileStat, Filesystem, FsStats, split_path
 
 XATTRS = ("user.record_format", "user.record_lrecl", "user.file_mode")
 _TEXT_CACHE_MAX = 16 << 20
+# Block numbers (FOP, pointers, the FST's data-block count) are 4 bytes: no file has more blocks.
+MAX_FILE_BLOCKS = 0xFFFFFFFF
 
 Key = tuple[bytes, bytes]
 
@@ -132,8 +135,16 @@ class CmsFilesystem(Filesystem):
         return key, slot
 
     def _check_fits(self, end: int) -> None:
-        """A file can never outgrow the disk: refuse before materialising anything that big."""
-        limit = self.vol.num_blocks * self.vol.block_size * (2 if self.text else 1)
+        """A file can never outgrow the disk: refuse before materialising anything that big.
+
+        Past what the format can address at all (32-bit block numbers: MAX_FILE_BLOCKS blocks)
+        is FileTooBig (EFBIG, as truncate(2) and write(2) say); past this disk, NoSpace.
+        """
+        view = 2 if self.text else 1  # a text line may be up to twice its record (newline, UTF-8)
+        if end > MAX_FILE_BLOCKS * self.vol.block_size * view:
+            raise FileTooBig(f"{end} bytes is more than a CMS file can hold ({MAX_FILE_BLOCKS} blocks "
+                             f"of {self.vol.block_size})", device=self.vol.name)
+        limit = self.vol.num_blocks * self.vol.block_size * view
         if end > limit:
             raise NoSpace(f"{end} bytes cannot fit a disk of {limit} bytes", device=self.vol.name)
 
@@ -173,7 +184,7 @@ class CmsFilesystem(Filesystem):
             size=self._size(key),
             mtime_ns=date_to_ns(fst.date, fst.century),
             alloc_bytes=(fst.data_blocks + pointer_blocks) * self.vol.block_size,
-            mode=0o444 if self.read_only else 0o644,
+            mode=0o444 if self.read_only else 0o666,  # no execute bit in CMS; the mount's fmask applies
             extra={"recfm": fst.recfm_char, "lrecl": str(fst.lrecl), "mode": fst.mode_str(),
                    "records": str(fst.records), "levels": str(fst.levels)},
         )
@@ -185,7 +196,7 @@ class CmsFilesystem(Filesystem):
         if parent == "/" and not name:
             d = self.dir.director
             return FileStat(name="/", is_dir=True, size=self.dir.count * 64, mtime_ns=date_to_ns(d.date, d.century),
-                            mode=0o755, nlink=2)
+                            mode=0o555 if self.read_only else 0o777, nlink=2)
         key, slot = self._slot(path)
         return self._stat_fst(key, self.dir.slots[slot])
 

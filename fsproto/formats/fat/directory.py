@@ -114,6 +114,12 @@ def _short_char_ok(ch: str) -> bool:
         return False
 
 
+def strip_trailing_dots(name: str) -> str:
+    """A name as Linux vfat reads it: trailing dots dropped (``vfat_striptail_len`` in
+    fs/fat/namei_vfat.c), so ``abc.`` finds and creates ``abc``. ``.`` and ``..`` stay."""
+    return name if name in (".", "..") else name.rstrip(".")
+
+
 def check_long_name(name: str) -> None:
     """Raises InvalidName / NameTooLong for a name no FAT directory can hold."""
     if not name or name in (".", ".."):
@@ -124,7 +130,8 @@ def check_long_name(name: str) -> None:
         if ord(ch) < 32 or ch in '"*/:<>?\\|\x7f':
             raise InvalidName(f"character {ch!r} is not allowed in a FAT name: {name!r}")
     if name.rstrip(" .") != name:
-        # Windows and Linux vfat strip trailing dots and spaces; refusing keeps names exact.
+        # Callers strip trailing dots first, as vfat does (strip_trailing_dots); a trailing
+        # space is refused with EINVAL, as vfat does (measured: tests/test_errno_table.py).
         raise InvalidName(f"a FAT name cannot end in a dot or a space: {name!r}")
 
 

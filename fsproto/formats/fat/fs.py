@@ -87,7 +87,7 @@ class FatFilesystem(Filesystem):
             from fsproto.errors import InvalidName
 
             raise InvalidName(f"path {path!r} is not absolute")
-        parts = [p for p in path.split("/") if p and p != "."]
+        parts = [dirmod.strip_trailing_dots(p) for p in path.split("/") if p and p != "."]
         if ".." in parts:
             from fsproto.errors import InvalidName
 
@@ -133,8 +133,11 @@ class FatFilesystem(Filesystem):
 
     def _stat(self, e: DirEntry) -> FileStat:
         cs = self.vol.geo.cluster_size
-        ro = e.attr & layout.ATTR_READ_ONLY
-        mode = (_stat.S_IFDIR | (0o555 if ro else 0o755)) if e.is_dir else (_stat.S_IFREG | (0o444 if ro else 0o644))
+        # As the kernel's fat_make_mode (fs/fat/fat.h): all bits, minus write for a read-only
+        # file (a read-only directory keeps them: without `rodir` the kernel ignores the bit
+        # there, Windows sets it on customised folders); the mount's fmask/dmask take the rest.
+        ro = e.attr & layout.ATTR_READ_ONLY and not e.is_dir
+        mode = (_stat.S_IFDIR if e.is_dir else _stat.S_IFREG) | (0o555 if ro else 0o777)
         alloc = cs if e.is_dir else files.clusters_for(e.size, cs) * cs
         extra = {"short": dirmod.short_display(e.short, 0), "attr": f"{e.attr:02x}"}
         return FileStat(e.name, e.is_dir, 0 if e.is_dir else e.size, e.mtime_ns, alloc, mode & 0o7777,
@@ -145,7 +148,7 @@ class FatFilesystem(Filesystem):
         """Raises NotFound, NotADirectory, InvalidName, FormatError."""
         _, e = self._lookup(path)
         if e is None:
-            return FileStat("/", True, 0, 0, self.vol.geo.cluster_size, 0o755, 2)
+            return FileStat("/", True, 0, 0, self.vol.geo.cluster_size, 0o777, 2)
         return self._stat(e)
 
     def listdir(self, path: str = "/") -> list[FileStat]:
@@ -251,6 +254,7 @@ class FatFilesystem(Filesystem):
         parent_path, name = split_path(path)
         if not name:
             raise AlreadyExists("/ exists", device=self.vol.name)
+        name = dirmod.strip_trailing_dots(name)
         dirmod.check_long_name(name)
         d, cluster = self._dir_at(parent_path)
         if d.find(name) is not None:
@@ -337,6 +341,7 @@ class FatFilesystem(Filesystem):
         new_parent_path, name = split_path(new)
         if not name:
             raise InvalidOperation("cannot replace the root directory", device=self.vol.name)
+        name = dirmod.strip_trailing_dots(name)
         dirmod.check_long_name(name)
         pn, pn_cluster = self._dir_at(new_parent_path)
         if eo.is_dir:
