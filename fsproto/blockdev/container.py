@@ -82,6 +82,33 @@ def sniff_container(path: str) -> str | None:
     return None
 
 
+def check_qcow2(path: str, *, writable: bool) -> None:
+    """``qemu-img check`` a qcow2 before serving it: QEMU reads clusters past the end of a
+    truncated file as zeros without a word, so truncation must be caught here.
+
+    Raises DeviceError for a truncated image (always) or for other corruption when *writable*
+    (writing a corrupt qcow2 can make it worse; reading it, for recovery, stays possible).
+    """
+    try:
+        done = subprocess.run(["qemu-img", "check", "-U", "-f", "qcow2", path], capture_output=True, text=True,
+                              timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise DeviceError(f"qemu-img check did not run: {e}", device=path) from None
+    if done.returncode in (0, 3):  # 3: leaked clusters only, harmless (space, not data)
+        return
+    errors = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.startswith(("ERROR", "qemu-img:"))]
+    if any("exceeding the end of the file" in ln for ln in errors):
+        raise DeviceError(f"qcow2 image is truncated: its tables point past the end of the file "
+                          f"({len(errors)} error(s) from qemu-img check)", device=path)
+    opening = [ln for ln in errors if ln.startswith("qemu-img:")]
+    if done.returncode == 1 and opening:
+        raise DeviceError(f"QEMU cannot open the qcow2: {opening[0].rsplit(': ', 1)[-1]}", device=path)
+    if writable or done.returncode != 2:
+        first = errors[0] if errors else f"qemu-img check exit status {done.returncode}"
+        raise DeviceError(f"qemu-img check finds the qcow2 corrupt ({first}); repair it with "
+                          "qemu-img check -r all, or open it read-only", device=path)
+
+
 def display_name(container: str) -> str:
     return CONTAINER_FORMATS[container][1]
 
@@ -131,6 +158,8 @@ class ContainerDevice(NbdBlockDevice):
         self.path = path
         if shutil.which("qemu-nbd") is None:
             raise DeviceError(f"{display_name(container)} image needs qemu-nbd (install qemu-utils)", device=path)
+        if container == "qcow2":
+            check_qcow2(path, writable=writable)
         try:
             self._file_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
