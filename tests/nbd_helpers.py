@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parent
-HELPER_NAMES = ("nbdkit", "qemu-nbd")
+HELPER_NAMES = ("nbdkit", "qemu-nbd", "qemu-system-x86")  # comm is cut at 15 characters
 
 
 def fsproto(*args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:

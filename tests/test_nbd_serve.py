@@ -247,3 +247,34 @@ def test_overlay_keeps_client_writes_off_the_image(fat_image: Path, tmp_path: Pa
 def test_bad_fault_spec_is_a_usage_error(fat_image: Path) -> None:
     done = fsproto("serve", "--fault", "cut-after=3", str(fat_image))
     assert done.returncode == 16 and "unknown key 'cut-after'" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_partition_is_served_as_its_own_disk(tmp_path: Path) -> None:
+    img = tmp_path / "disk.img"
+    img.write_bytes(os.urandom(8 << 20))
+    subprocess.run(["sfdisk", "-q", str(img)], input="2048,4096,83\n6144,,83\n", text=True, check=True)
+    out = tmp_path / "part2.raw"
+    with Served("--read-only", f"{img}@2") as srv:
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "raw", srv.uri, str(out)], check=True, timeout=60)
+        assert srv.stop() == 0
+    assert out.read_bytes() == img.read_bytes()[6144 * 512 :]
+
+
+def test_a_user_space_nvme_namespace_with_4k_blocks_takes_unaligned_writes(tmp_path: Path) -> None:
+    """fsproto's own NVMe driver (QEMU's model over qtest) runs inside nbdkit; NBD byte ranges
+    that split its 4096-byte blocks are read-modify-written."""
+    img = tmp_path / "nvme.img"
+    model = bytearray(os.urandom(4 << 20))
+    img.write_bytes(model)
+    spec = f"nvme:qtest:{img},logical_block_size=4096,physical_block_size=4096"
+    with Served(spec) as srv:
+        h = nbd.NBD()
+        h.connect_uri(srv.uri)
+        assert h.get_block_size(nbd.SIZE_PREFERRED) == 4096
+        for offset, data in ((4095, b"across"), (10, b"a" * 9000), (3 << 20, b"b" * 4096)):
+            h.pwrite(data, offset, nbd.CMD_FLAG_FUA)
+            model[offset : offset + len(data)] = data
+        assert h.pread(len(model), 0) == bytes(model)
+        h.shutdown()
+        assert srv.stop() == 0
+    assert img.read_bytes() == bytes(model)
