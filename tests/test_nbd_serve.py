@@ -68,6 +68,11 @@ def test_ls_put_cat_through_nbd_unix_then_mtools_and_fsck_vfat_agree(fat_image: 
         assert fsproto("cat", srv.uri, "hello.txt", check=True).stdout.encode() == host.read_bytes()
         info = fsproto("info", srv.uri, check=True).stdout
         assert "NBD export" in info and "16777216 bytes" in info
+        assert fsproto("fsck", srv.uri).returncode == 0
+        assert fsproto("hexdump", srv.uri, check=True).stdout.startswith("00000000  eb ")  # the boot jump
+        assert fsproto("dump", srv.uri, check=True).stdout.startswith(f"FAT16 on {srv.uri}")
+        fsproto("get", "-o", str(tmp_path / "back"), srv.uri, "hello.txt", check=True)
+        assert (tmp_path / "back" / "hello.txt").read_bytes() == host.read_bytes()
         assert srv.stop(signal.SIGINT) == 0
     assert "stopped (SIGINT)" in srv.stdout
     fsck = subprocess.run(["fsck.vfat", "-n", str(fat_image)], capture_output=True, text=True)
