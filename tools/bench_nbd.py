@@ -12,7 +12,11 @@ Rounds are interleaved (every server once per round, ``--repeat`` rounds) and ea
 best round; the ratio column is time(nbdkit file) / time(server) from the same run, so 1.0 means as
 fast as nbdkit's C file plugin and the target for ``fsproto serve`` at 1 MiB is >= 0.8.
 
-Usage: ``python tools/bench_nbd.py [--size-mib 256] [--repeat 5] [--random-ops 20000] [--dir DIR]``
+``--baseline-rev REV`` adds a fourth server: ``fsproto serve`` with the fsproto of git revision
+REV (extracted with ``git archive``; it must have fsproto/serve), in the same interleaved rounds.
+
+Usage: ``python tools/bench_nbd.py [--size-mib 512] [--repeat 7] [--random-ops 20000] [--dir DIR]
+[--baseline-rev REV]``
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from fsproto.serve.server import NbdServer  # noqa: E402
 from fsproto.subproc import HelperProcess  # noqa: E402
 
 MiB = 1 << 20
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def make_image(path: str, size: int) -> None:
@@ -91,10 +96,11 @@ def seq_nbdcopy(uri: str, size: int) -> Callable[[], int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mib", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--random-ops", type=int, default=20000)
     ap.add_argument("--dir", default=None, help="Where to put the image (default: a temp dir).")
+    ap.add_argument("--baseline-rev", default=None, help="Also serve with the fsproto of this git revision.")
     args = ap.parse_args(argv)
     size = args.size_mib * MiB
     out = Console()
@@ -110,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         qemu = HelperProcess(["qemu-nbd", "--read-only", "--persistent", "--shared=0", "--format=raw",
                               f"--socket={qemu_sock}", img], what="qemu-nbd")
         fsp = NbdServer(ServeConfig(img, writable=False), read_only=True)
+        old = None
+        if args.baseline_rev:
+            tree = os.path.join(d, "baseline")
+            os.mkdir(tree)
+            archive = subprocess.run(["git", "-C", ROOT, "archive", args.baseline_rev, "fsproto"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+            old = NbdServer(ServeConfig(img, writable=False), read_only=True, tree=tree)
         try:
             wait_for_socket(nbdkit_sock, nbdkit)
             wait_for_socket(qemu_sock, qemu)
@@ -117,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             servers = {"nbdkit file": f"nbd+unix:///?socket={nbdkit_sock}",
                        "qemu-nbd": f"nbd+unix:///?socket={qemu_sock}",
                        "fsproto serve": fsp.uri}
+            if old is not None:
+                old.start()
+                servers[f"fsproto @{args.baseline_rev}"] = old.uri
             tests = {"seq 1M libnbd": lambda u: seq_libnbd(u, size),
                      f"rand 4K libnbd ({args.random_ops} ops)": lambda u: rand_libnbd(u, size, args.random_ops),
                      "seq nbdcopy": lambda u: seq_nbdcopy(u, size)}
@@ -133,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 out.print(f"round {rnd + 1}/{args.repeat} done", style="dim")
         finally:
             fsp.stop()
+            if old is not None:
+                old.stop()
             nbdkit.stop()
             qemu.stop()
             nbdkit.close_log()

@@ -32,11 +32,12 @@ START_TIMEOUT_S = 60.0  # opening an nvme:qtest device boots QEMU's model; an im
 STOP_TIMEOUT_S = 60.0  # a flush at shutdown may write back a large overlay or cache
 
 
-def _sitedirs() -> list[str]:
-    """What the plugin's interpreter must see: fsproto's source tree and this venv's site-packages."""
+def _sitedirs(tree: str | None = None) -> list[str]:
+    """What the plugin's interpreter must see: fsproto's source tree (*tree*, default this one) and
+    this venv's site-packages."""
     import fsproto
 
-    dirs = [os.path.dirname(os.path.dirname(os.path.abspath(fsproto.__file__)))]
+    dirs = [tree or os.path.dirname(os.path.dirname(os.path.abspath(fsproto.__file__)))]
     for key in ("purelib", "platlib"):
         d = sysconfig.get_path(key)
         if d and d not in dirs:
@@ -44,8 +45,10 @@ def _sitedirs() -> list[str]:
     return dirs
 
 
-def plugin_path() -> str:
+def plugin_path(tree: str | None = None) -> str:
     """The plugin script's file (not imported here: it needs nbdkit's built-in ``nbdkit`` module)."""
+    if tree is not None:
+        return os.path.join(tree, "fsproto", "serve", "plugin.py")
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugin.py")
 
 
@@ -64,12 +67,14 @@ class NbdServer:
     """Serve *config* over NBD; ``start()`` returns once clients can connect.
 
     ``socket_path`` (default: a private one) or ``port`` (+ ``bind``, default 127.0.0.1).
+    *tree* runs the plugin of another fsproto source tree (benchmarks against an older revision).
     Raises on start: the device's own errors (DeviceNotFound, DeviceBusy, FormatError...) as
     their fsproto types, DeviceBusy for a taken port, DeviceError when nbdkit fails otherwise.
     """
 
     def __init__(self, config: ServeConfig, *, socket_path: str | None = None, port: int | None = None,
-                 bind: str = "127.0.0.1", read_only: bool = False, verbose: bool = False) -> None:
+                 bind: str = "127.0.0.1", read_only: bool = False, verbose: bool = False,
+                 tree: str | None = None) -> None:
         if socket_path is not None and port is not None:
             raise UsageError("give --socket or --port, not both")
         if config.fault:
@@ -81,6 +86,7 @@ class NbdServer:
         self.bind = bind
         self.read_only = read_only or not config.writable
         self.verbose = verbose
+        self.tree = tree
         self._dir = tempfile.mkdtemp(prefix="fsproto-serve-")  # 0700
         self.socket_path = None if port is not None else (socket_path or os.path.join(self._dir, "nbd.sock"))
         self._pidfile = os.path.join(self._dir, "nbdkit.pid")
@@ -111,8 +117,8 @@ class NbdServer:
         if self.verbose:
             argv.append("--verbose")
         config = self.config if not self.read_only else ServeConfig(**{**self.config.__dict__, "writable": False})
-        argv += ["python", plugin_path(), *config.as_params(), f"status={self._status}"]
-        env = dict(os.environ, FSPROTO_SITEDIRS=os.pathsep.join(_sitedirs()))
+        argv += ["python", plugin_path(self.tree), *config.as_params(), f"status={self._status}"]
+        env = dict(os.environ, FSPROTO_SITEDIRS=os.pathsep.join(_sitedirs(self.tree)))
         self.helper = HelperProcess(argv, what="nbdkit", env=env)
         try:
             self._wait_ready()
