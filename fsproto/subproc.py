@@ -36,14 +36,15 @@ class HelperProcess:
     """
 
     def __init__(self, argv: list[str], *, what: str, env: dict[str, str] | None = None,
-                 exits_by_itself: bool = False) -> None:
+                 exits_by_itself: bool = False, pass_fds: tuple[int, ...] = ()) -> None:
         self.what = what
         self.exits_by_itself = exits_by_itself  # stop() then first waits for it (qemu-nbd after the last client)
         self.argv = argv
         self._log = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, env=env, close_fds=True)
+                                         start_new_session=True, env=env, close_fds=True,
+                                         pass_fds=pass_fds)
         except OSError as e:
             self._log.close()
             from fsproto.errors import DeviceError

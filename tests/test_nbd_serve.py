@@ -283,3 +283,31 @@ def test_a_user_space_nvme_namespace_with_4k_blocks_takes_unaligned_writes(tmp_p
         h.shutdown()
         assert srv.stop() == 0
     assert img.read_bytes() == bytes(model)
+
+
+def test_an_idle_client_does_not_hold_up_the_stop(fat_image: Path) -> None:
+    with Served(str(fat_image)) as srv:
+        h = nbd.NBD()
+        h.connect_uri(srv.uri)
+        h.pwrite(b"\xaa" * 512, 8 << 20)  # a write that must be flushed at the stop
+        assert srv.stop(timeout=30) == 0  # nbdkit 1.32 alone would wait for this client forever
+        with pytest.raises(nbd.Error):
+            h.pread(512, 0)
+        del h
+    assert "flushed and closed" in srv.stdout
+    with open(fat_image, "rb") as f:
+        f.seek(8 << 20)
+        assert f.read(512) == b"\xaa" * 512
+
+
+def test_when_fsproto_serve_dies_nbdkit_closes_the_device_and_goes(fat_image: Path, tmp_path: Path) -> None:
+    srv = Served(str(fat_image))
+    h = nbd.NBD()
+    h.connect_uri(srv.uri)  # an idle client must not keep the orphaned nbdkit alive
+    srv.proc.kill()
+    srv.proc.wait()
+    assert wait_no_helpers(str(tmp_path)) == []
+    del h
+    host = tmp_path / "after.txt"
+    host.write_text("the lock went with nbdkit")
+    fsproto("put", str(fat_image), str(host), check=True)

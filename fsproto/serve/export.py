@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ from fsproto.blockdev.lock import lock_device
 from fsproto.blockdev.open import open_device
 from fsproto.blockdev.raw import RawDevice
 from fsproto.blockdev.trace import TracingDevice
-from fsproto.errors import MediaError, NotSupported, UsageError
+from fsproto.errors import DeviceError, MediaError, NotSupported, UsageError
 
 ZERO_CHUNK = 1 << 20  # zeros are written in pieces this big: bounded memory for a zero of the whole disk
 MAX_NBD_REQUEST = 32 << 20  # what the plugin advertises as the maximum block size
@@ -59,6 +60,9 @@ class Export:
 
     def __init__(self, dev: BlockDevice, *, name: str = "", description: str = "") -> None:
         self.dev = dev
+        # nbdkit serialises requests, but the plugin's stop thread closes the device from outside
+        # them: every operation holds this lock, so close never lands inside a request.
+        self.lock = threading.Lock()
         self.name = name
         self.description = description or str(dev)
         self._bs = dev.block_size
@@ -90,6 +94,8 @@ class Export:
         n = len(buf)
         bs = self._bs
         if self._read_fd is not None:
+            if self.dev.closed:  # its descriptor number may already belong to another file
+                raise DeviceError("device is closed (the server is stopping)", device=self.dev.name)
             try:
                 got = os.preadv(self._read_fd, [buf], offset)
             except OSError as e:

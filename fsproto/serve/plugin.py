@@ -14,6 +14,13 @@ All connections share that one device, and nbdkit runs one request at a time
 Python anyway). So a flush on any connection makes every connection's completed writes durable,
 which is exactly NBD's multi-conn promise: it is advertised for every device.
 
+Stopping: ``fsproto serve`` holds the write end of a pipe whose read end is ``control_fd``. A
+thread started in ``after_fork`` waits on it; ``stop`` (or EOF: ``fsproto serve`` died) makes it
+flush and close the device under the export's lock, report ``closed`` and ask nbdkit to shut
+down. nbdkit 1.32 then still waits for idle clients to hang up (a connection blocked in read()
+never sees the quit), so once the device is safely closed the thread ends nbdkit itself after
+a grace period: a stop never hangs on a client that keeps its connection open.
+
 Export names: only the configured one (default ``""``) opens; any other fails with ENOENT, which
 clients report as "no such export".
 """
@@ -25,6 +32,8 @@ import errno
 import os
 import site
 import sys
+import threading
+import time
 
 API_VERSION = 2
 
@@ -85,15 +94,43 @@ def get_ready() -> None:
     _status(f"opened\t{_export.size}\t{_export.block_size}\t{int(_export.read_only)}")
 
 
-def cleanup() -> None:
+EXIT_GRACE_S = 1.0  # for nbdkit's own shutdown once the device is closed
+
+
+def _close_export() -> None:
+    """Flush and close the device once (the stop thread and cleanup may both get here)."""
     if _export is None:
         return
-    try:
-        _export.close()
-    except BaseException as e:
-        _status(f"error\t{type(e).__name__}\tflush at shutdown failed: {e}")
-        raise
+    with _export.lock:
+        if _export.dev.closed:
+            return
+        try:
+            _export.close()
+        except BaseException as e:
+            _status(f"error\t{type(e).__name__}\tflush at shutdown failed: {e}")
+            raise
     _status("closed")
+
+
+def _watch_control(fd: int) -> None:
+    with builtins.open(fd, "rb", buffering=0) as control:
+        control.readline()  # "stop", or b"" when fsproto serve is gone
+    try:
+        _close_export()
+    finally:
+        nbdkit.shutdown()
+        time.sleep(EXIT_GRACE_S)
+        os._exit(0)  # still here: an idle client holds nbdkit; the device is closed, nothing is lost
+
+
+def after_fork() -> None:
+    fd = _params.get("control_fd")
+    if fd is not None:
+        threading.Thread(target=_watch_control, args=(int(fd),), name="fsproto-stop", daemon=True).start()
+
+
+def cleanup() -> None:
+    _close_export()
 
 
 def default_export(readonly: bool, is_tls: bool) -> str:
@@ -169,7 +206,8 @@ def can_extents(h: object) -> bool:
 
 def pread(h, buf, offset, flags):  # type: ignore[no-untyped-def]
     try:
-        h.pread_into(buf, offset)
+        with h.lock:
+            h.pread_into(buf, offset)
     except BaseException as e:
         _fail(e)
         raise
@@ -177,7 +215,8 @@ def pread(h, buf, offset, flags):  # type: ignore[no-untyped-def]
 
 def pwrite(h, buf, offset, flags):  # type: ignore[no-untyped-def]
     try:
-        h.pwrite(buf, offset, fua=bool(flags & nbdkit.FLAG_FUA))
+        with h.lock:
+            h.pwrite(buf, offset, fua=bool(flags & nbdkit.FLAG_FUA))
     except BaseException as e:
         _fail(e)
         raise
@@ -185,7 +224,8 @@ def pwrite(h, buf, offset, flags):  # type: ignore[no-untyped-def]
 
 def flush(h, flags):  # type: ignore[no-untyped-def]
     try:
-        h.flush()
+        with h.lock:
+            h.flush()
     except BaseException as e:
         _fail(e)
         raise
@@ -193,20 +233,18 @@ def flush(h, flags):  # type: ignore[no-untyped-def]
 
 def zero(h, count, offset, flags):  # type: ignore[no-untyped-def]
     try:
-        h.zero(count, offset, may_trim=bool(flags & nbdkit.FLAG_MAY_TRIM),
-               fast=bool(flags & nbdkit.FLAG_FAST_ZERO), fua=bool(flags & nbdkit.FLAG_FUA))
+        with h.lock:
+            h.zero(count, offset, may_trim=bool(flags & nbdkit.FLAG_MAY_TRIM),
+                   fast=bool(flags & nbdkit.FLAG_FAST_ZERO), fua=bool(flags & nbdkit.FLAG_FUA))
     except BaseException as e:
-        from fsproto.errors import NotSupported
-
-        nbdkit.set_error(errno.ENOTSUP if isinstance(e, NotSupported) else errno.EIO)
-        if not isinstance(e, NotSupported):
-            _fail(e)
+        _fail(e)  # NotSupported is EOPNOTSUPP: the client's fast zero falls back, as the spec says
         raise
 
 
 def trim(h, count, offset, flags):  # type: ignore[no-untyped-def]
     try:
-        h.trim(count, offset, fua=bool(flags & nbdkit.FLAG_FUA))
+        with h.lock:
+            h.trim(count, offset, fua=bool(flags & nbdkit.FLAG_FUA))
     except BaseException as e:
         _fail(e)
         raise

@@ -8,9 +8,11 @@ unix socket (nothing listens on TCP unless ``port`` is given, and then on 127.0.
 ``bind`` says otherwise), the pidfile, and the plugin's status file, through which an error in
 opening the device comes back as its fsproto error type and message.
 
-Stopping (``stop()``, a signal to ``fsproto serve``): SIGTERM to nbdkit, which closes the
-connections and runs the plugin's cleanup: the device is flushed and closed; the status file then
-says ``closed``. A flush that failed there is raised as MediaError.
+Stopping (``stop()``, a signal to ``fsproto serve``): "stop" on the control pipe (see
+:mod:`fsproto.serve.plugin`): the plugin flushes and closes the device, the status file says
+``closed``, nbdkit exits (within a few seconds even while idle clients stay connected); it is
+reaped, SIGKILLed only if it is still there. A flush that failed there is raised as MediaError.
+If fsproto itself dies, the pipe's EOF does the same.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sysconfig
 import tempfile
 import time
@@ -92,6 +95,7 @@ class NbdServer:
         self._pidfile = os.path.join(self._dir, "nbdkit.pid")
         self._status = os.path.join(self._dir, "status")
         self.helper: HelperProcess | None = None
+        self._control_w: int | None = None
         self.size = 0
         self.block_size = 0
 
@@ -119,14 +123,33 @@ class NbdServer:
         config = self.config if not self.read_only else ServeConfig(**{**self.config.__dict__, "writable": False})
         argv += ["python", plugin_path(self.tree), *config.as_params(), f"status={self._status}"]
         env = dict(os.environ, FSPROTO_SITEDIRS=os.pathsep.join(_sitedirs(self.tree)))
-        self.helper = HelperProcess(argv, what="nbdkit", env=env)
+        # The plugin's stop thread reads the other end: "stop" from stop(), EOF if we die.
+        control_r, self._control_w = os.pipe()
+        argv.append(f"control_fd={control_r}")
+        try:
+            self.helper = HelperProcess(argv, what="nbdkit", env=env, pass_fds=(control_r,))
+        finally:
+            os.close(control_r)
         try:
             self._wait_ready()
         except BaseException:
+            self._close_control()
             self.helper.stop(grace_s=5)
             self._cleanup_files()
             raise
         return self
+
+    def _close_control(self, message: bytes = b"") -> None:
+        if self._control_w is None:
+            return
+        try:
+            if message:
+                os.write(self._control_w, message)
+        except BrokenPipeError:
+            pass  # nbdkit is gone already
+        finally:
+            os.close(self._control_w)
+            self._control_w = None
 
     def _wait_ready(self) -> None:
         assert self.helper is not None
@@ -190,7 +213,12 @@ class NbdServer:
             return
         helper, self.helper = self.helper, None
         was_running = helper.alive()
-        helper.stop(grace_s=STOP_TIMEOUT_S)
+        self._close_control(b"stop\n")  # the plugin flushes and closes the device, then nbdkit ends
+        try:
+            helper.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        helper.stop(grace_s=5)  # reaps it; SIGTERM then SIGKILL only if it is still there
         lines = self._status_lines()
         try:
             err = None
