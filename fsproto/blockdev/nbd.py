@@ -19,6 +19,7 @@ socket open blocks that request, as a stuck disk would.
 
 from __future__ import annotations
 
+import errno
 from typing import Any, Protocol
 
 from fsproto.blockdev.base import BlockDevice
@@ -101,11 +102,7 @@ class NbdBlockDevice(BlockDevice):
         if failure:
             return DeviceError(failure, device=name)
         reason = _reason(e)
-        errno_ = getattr(e, "errno", None)
-        lowered = reason.lower()
-        if "no such file" in lowered or "unknown export" in lowered or "export" in lowered and "not" in lowered:
-            return DeviceNotFound(f"cannot connect: {reason}", device=name)
-        if errno_ is not None and errno_ == 2:
+        if getattr(e, "errno", None) == errno.ENOENT or "no export named" in reason:
             return DeviceNotFound(f"cannot connect: {reason}", device=name)
         return DeviceError(f"cannot connect to the NBD server: {reason}", device=name)
 
