@@ -29,18 +29,26 @@ def kill_group(proc: subprocess.Popen, *, wait_s: float = 10) -> None:  # type: 
 class HelperProcess:
     """A server fsproto starts for itself (nbdkit, qemu-nbd), in its own session.
 
-    Its output goes to an unlinked temp file (never a pipe: a helper must not block on a reader
+    Its output goes to an unlinked temp file, or *log_path* (never a pipe: a helper must not block on a reader
     that stopped reading), so :meth:`failure` can quote its last line. :meth:`stop` asks it to
     quit with SIGTERM (both servers flush and close the image on it), then SIGKILLs its group
     and reaps it; idempotent. Raises DeviceError (via the caller's *what*) when it cannot start.
     """
 
     def __init__(self, argv: list[str], *, what: str, env: dict[str, str] | None = None,
-                 exits_by_itself: bool = False, pass_fds: tuple[int, ...] = ()) -> None:
+                 exits_by_itself: bool = False, pass_fds: tuple[int, ...] = (), log_path: str | None = None) -> None:
         self.what = what
         self.exits_by_itself = exits_by_itself  # stop() then first waits for it (qemu-nbd after the last client)
         self.argv = argv
-        self._log = tempfile.TemporaryFile()
+        if log_path is None:
+            self._log = tempfile.TemporaryFile()
+        else:  # kept for the user (fsproto serve --log); still what failure() quotes
+            try:
+                self._log = open(log_path, "w+b")
+            except OSError as e:
+                from fsproto.errors import HostFileError
+
+                raise HostFileError(f"{log_path}: cannot write the log: {e.strerror}", errno=e.errno) from None
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                          start_new_session=True, env=env, close_fds=True,

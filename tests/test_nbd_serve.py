@@ -311,3 +311,14 @@ def test_when_fsproto_serve_dies_nbdkit_closes_the_device_and_goes(fat_image: Pa
     host = tmp_path / "after.txt"
     host.write_text("the lock went with nbdkit")
     fsproto("put", str(fat_image), str(host), check=True)
+
+
+def test_log_keeps_nbdkit_messages_and_mkfs_size_refuses_a_uri(fat_image: Path, tmp_path: Path) -> None:
+    log = tmp_path / "nbdkit.log"
+    with Served("--log", str(log), "--verbose", str(fat_image)) as srv:
+        fsproto("ls", srv.uri, check=True)
+        made = fsproto("mkfs", "--format", "fat", "--size", "8M", srv.uri)
+        assert srv.stop() == 0
+    assert made.returncode == 16 and "--size creates image files only" in made.stderr
+    text = log.read_text()
+    assert "python: pread count=" in text  # --verbose: nbdkit logged each request

@@ -20,7 +20,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def serve(device: str, *, socket_path: str | None, port: int | None, bind: str, read_only: bool,
           overlay: str | None, fault: str | None, trace: str | None, force: bool, export: str,
-          verbose: bool = False) -> int:
+          verbose: bool = False, log_path: str | None = None) -> int:
     """Serve *device* until SIGINT/SIGTERM/SIGHUP; returns 0 after a clean, flushed stop.
 
     Raises the device's opening errors, DeviceBusy (port taken, device locked), DeviceError
@@ -29,7 +29,7 @@ def serve(device: str, *, socket_path: str | None, port: int | None, bind: str, 
     config = ServeConfig(device=device, writable=not read_only, force=force, overlay=overlay, fault=fault,
                          trace=trace, export=export)
     server = NbdServer(config, socket_path=socket_path, port=port, bind=bind, read_only=read_only,
-                       verbose=verbose)
+                       verbose=verbose, log_path=log_path)
     stop = threading.Event()
     received: list[int] = []
 

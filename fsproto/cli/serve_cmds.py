@@ -23,10 +23,12 @@ import click
               help="Record every request to this trace file (read it with fsproto trace).")
 @click.option("--partition", "-p", type=click.IntRange(min=1), default=None, help="Serve partition N (same as DEVICE@N).")
 @click.option("--force", is_flag=True, help="Serve even if DEVICE is mounted, held or locked by another fsproto.")
-@click.option("--verbose", is_flag=True, help="Let nbdkit log every connection and request (to its log).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
+              help="Keep nbdkit's messages in this file. [default: kept only to report a failure]")
+@click.option("--verbose", is_flag=True, help="Let nbdkit log every connection and request (see --log).")
 def serve_cmd(device: str, socket_path: str | None, port: int | None, bind: str, export: str, read_only: bool,
               overlay: str | None, fault: str | None, trace: str | None, partition: int | None, force: bool,
-              verbose: bool) -> int:
+              log_path: str | None, verbose: bool) -> int:
     """Serve DEVICE over NBD (nbdkit) until Ctrl-C or SIGTERM, which flush the device first.
 
     DEVICE is anything fsproto opens: an image, IMAGE@N, a block device, a qcow2/VMDK/VHD(X)/VDI
@@ -39,7 +41,7 @@ def serve_cmd(device: str, socket_path: str | None, port: int | None, bind: str,
     if partition is not None:
         device = f"{device}@{partition}"
     return serve(device, socket_path=socket_path, port=port, bind=bind, read_only=read_only, overlay=overlay,
-                 fault=fault, trace=trace, force=force, export=export, verbose=verbose)
+                 fault=fault, trace=trace, force=force, export=export, verbose=verbose, log_path=log_path)
 
 
 def register(group: click.Group) -> None:

@@ -70,6 +70,7 @@ class NbdServer:
     """Serve *config* over NBD; ``start()`` returns once clients can connect.
 
     ``socket_path`` (default: a private one) or ``port`` (+ ``bind``, default 127.0.0.1).
+    *log_path* keeps nbdkit's messages (every request with *verbose*) in that file.
     *tree* runs the plugin of another fsproto source tree (benchmarks against an older revision).
     Raises on start: the device's own errors (DeviceNotFound, DeviceBusy, FormatError...) as
     their fsproto types, DeviceBusy for a taken port, DeviceError when nbdkit fails otherwise.
@@ -77,7 +78,7 @@ class NbdServer:
 
     def __init__(self, config: ServeConfig, *, socket_path: str | None = None, port: int | None = None,
                  bind: str = "127.0.0.1", read_only: bool = False, verbose: bool = False,
-                 tree: str | None = None) -> None:
+                 tree: str | None = None, log_path: str | None = None) -> None:
         if socket_path is not None and port is not None:
             raise UsageError("give --socket or --port, not both")
         if config.fault:
@@ -90,6 +91,7 @@ class NbdServer:
         self.read_only = read_only or not config.writable
         self.verbose = verbose
         self.tree = tree
+        self.log_path = log_path
         self._dir = tempfile.mkdtemp(prefix="fsproto-serve-")  # 0700
         self.socket_path = None if port is not None else (socket_path or os.path.join(self._dir, "nbd.sock"))
         self._pidfile = os.path.join(self._dir, "nbdkit.pid")
@@ -127,7 +129,8 @@ class NbdServer:
         control_r, self._control_w = os.pipe()
         argv.append(f"control_fd={control_r}")
         try:
-            self.helper = HelperProcess(argv, what="nbdkit", env=env, pass_fds=(control_r,))
+            self.helper = HelperProcess(argv, what="nbdkit", env=env, pass_fds=(control_r,),
+                                        log_path=self.log_path)
         finally:
             os.close(control_r)
         try:
