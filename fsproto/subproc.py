@@ -76,8 +76,16 @@ class HelperProcess:
         lines = [ln.strip() for ln in self.output().splitlines() if ln.strip()]
         return lines[-1] if lines else ""
 
-    def failure(self) -> str | None:
-        """None while the helper runs; once it has exited, one line saying how (for errors)."""
+    def failure(self, wait_s: float = 0.0) -> str | None:
+        """None while the helper runs; once it has exited, one line saying how (for errors).
+
+        *wait_s*: give a helper that is dying a moment (its socket closes before it can be reaped).
+        """
+        if wait_s:
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                pass
         code = self.proc.poll()
         if code is None:
             return None

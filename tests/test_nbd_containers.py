@@ -112,12 +112,14 @@ def test_a_dying_qemu_nbd_is_one_error_and_is_reaped(tmp_path: Path) -> None:
     dev = open_device(str(image), writable=True)
     disk = dev if isinstance(dev, ContainerDevice) else dev.inner  # type: ignore[attr-defined]
     assert isinstance(disk, ContainerDevice)
-    (running,) = helpers_mentioning(str(image))
-    os.kill(int(running.split()[0]), signal.SIGKILL)
-    with pytest.raises(MediaError, match=r"qemu-nbd exited \(signal SIGKILL\)"):
-        dev.read(0, 1)
-    with pytest.raises(MediaError):
-        dev.close()  # the flush at close fails the same way; the helper is still reaped
+    try:
+        (running,) = helpers_mentioning(str(image))
+        os.kill(int(running.split()[0]), signal.SIGKILL)
+        with pytest.raises(MediaError, match=r"qemu-nbd exited \(signal SIGKILL\)"):
+            dev.read(0, 1)
+    finally:
+        with pytest.raises(MediaError):
+            dev.close()  # the flush at close fails the same way; the helper is still reaped
     assert helpers_mentioning(str(image)) == []
 
 

@@ -37,7 +37,7 @@ def is_nbd_uri(spec: str) -> bool:
 class Helper(Protocol):
     """The server process behind a device, when fsproto started it (see fsproto.subproc.HelperProcess)."""
 
-    def failure(self) -> str | None: ...
+    def failure(self, wait_s: float = 0.0) -> str | None: ...
 
     def stop(self) -> None: ...
 
@@ -112,7 +112,8 @@ class NbdBlockDevice(BlockDevice):
         return self._can_multi_conn
 
     def _failed(self, what: str, lba: int | None, e: Exception) -> MediaError:
-        failure = self._helper.failure() if self._helper is not None else None
+        # A lost connection to our own helper is most likely its death: name that, not the socket.
+        failure = self._helper.failure(wait_s=1.0) if self._helper is not None else None
         if failure:
             return MediaError(f"{what} failed: {failure}", device=self._name, lba=lba)
         return MediaError(f"{what} failed: {_reason(e)}", device=self._name, lba=lba)
