@@ -304,9 +304,11 @@ def test_when_fsproto_serve_dies_nbdkit_closes_the_device_and_goes(fat_image: Pa
     srv = Served(str(fat_image))
     h = nbd.NBD()
     h.connect_uri(srv.uri)  # an idle client must not keep the orphaned nbdkit alive
+    private_dir = os.path.dirname(srv.uri.split("socket=", 1)[1])
     srv.proc.kill()
     srv.proc.wait()
     assert wait_no_helpers(str(tmp_path)) == []
+    assert not os.path.exists(private_dir)  # the orphaned plugin removed socket, pidfile and status
     del h
     host = tmp_path / "after.txt"
     host.write_text("the lock went with nbdkit")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import builtins
 import errno
 import os
+import shutil
 import site
 import sys
 import threading
@@ -114,10 +115,13 @@ def _close_export() -> None:
 
 def _watch_control(fd: int) -> None:
     with builtins.open(fd, "rb", buffering=0) as control:
-        control.readline()  # "stop", or b"" when fsproto serve is gone
+        orphaned = control.readline() == b""  # "stop", or EOF when fsproto serve is gone
     try:
         _close_export()
     finally:
+        if orphaned and _params.get("status"):
+            # nobody is left to remove the private directory (socket, pidfile, status)
+            shutil.rmtree(os.path.dirname(_params["status"]), ignore_errors=True)
         nbdkit.shutdown()
         time.sleep(EXIT_GRACE_S)
         os._exit(0)  # still here: an idle client holds nbdkit; the device is closed, nothing is lost
