@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -155,6 +156,7 @@ def test_served_device_is_locked_like_a_mount(fat_image: Path, tmp_path: Path) -
 
 
 def test_taken_port_is_one_line_and_leaves_no_nbdkit(fat_image: Path) -> None:
+    private_dirs = set(Path(tempfile.gettempdir()).glob("fsproto-serve-*"))
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", 0))
@@ -164,6 +166,7 @@ def test_taken_port_is_one_line_and_leaves_no_nbdkit(fat_image: Path) -> None:
     assert done.returncode == 8
     assert done.stderr.startswith("fsproto: error: ") and done.stderr.count("\n") == 1
     assert "Address already in use" in done.stderr
+    assert set(Path(tempfile.gettempdir()).glob("fsproto-serve-*")) <= private_dirs  # nothing left behind
 
 
 def test_tcp_port_serves_on_localhost(fat_image: Path) -> None:

@@ -112,6 +112,13 @@ class NbdServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "NbdServer":
+        try:
+            return self._start()
+        except BaseException:
+            self._cleanup_files()  # a refused start leaves no private directory behind
+            raise
+
+    def _start(self) -> "NbdServer":
         if self.port is not None:
             _check_port_free(self.bind, self.port)
         elif os.path.exists(self.socket_path):  # type: ignore[arg-type]
