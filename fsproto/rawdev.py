@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from fsproto.blockdev.base import BlockDevice
 from fsproto.blockdev.cache import VolatileCacheDevice
+from fsproto.blockdev.container import ContainerDevice, sniff_container
+from fsproto.blockdev.ewf import EwfDevice
 from fsproto.blockdev.fault import FaultInjectingDevice
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.memory import MemoryDevice
 from fsproto.blockdev.mmio import MmioBlockDevice  # noqa: F401 - the hw layer's block device
+from fsproto.blockdev.nbd import NbdBlockDevice, is_nbd_uri
 from fsproto.blockdev.open import open_device, parse_spec
 from fsproto.blockdev.overlay import Overlay
 from fsproto.blockdev.partition import Partition, PartitionTable, open_partition, read_partition_table
@@ -23,10 +26,13 @@ from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice, WrappedDevice
 __all__ = [
     "BlockDevice",
     "BlockSizeAdapter",
+    "ContainerDevice",
+    "EwfDevice",
     "FaultInjectingDevice",
     "ImageFile",
     "MemoryDevice",
     "MmioBlockDevice",
+    "NbdBlockDevice",
     "Overlay",
     "Partition",
     "PartitionTable",
@@ -36,10 +42,12 @@ __all__ = [
     "TracingDevice",
     "VolatileCacheDevice",
     "WrappedDevice",
+    "is_nbd_uri",
     "open_device",
     "open_partition",
     "parse_spec",
     "read_partition_table",
     "read_trace",
+    "sniff_container",
     "summarise",
 ]

@@ -7,6 +7,9 @@ and the image as a read-only virtio disk. The guest prints every directory and e
 SHA-256 between two markers on the serial console, then powers off.
 
 Used by tests/test_fat_tools.py and tests/test_fat_fuse.py; KVM is used when /dev/kvm exists.
+:func:`kernel_write_over_nbd` is the writing variant: the guest attaches an NBD export as its
+disk (QEMU's own NBD client), mounts it read-write, writes one file and unmounts
+(tests/test_nbd_guest.py).
 """
 
 from __future__ import annotations
@@ -80,12 +83,36 @@ def _module_order(mods: Path) -> list[str]:
     return order
 
 
+WRITE_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.order); do insmod /lib/$m; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+mkdir -p /mnt/a
+echo BEGIN_MARK
+# the kernel's vfat driver, read-write, straight on the NBD-backed virtio disk
+if mount -t vfat -o rw,iocharset=utf8,codepage=437 /dev/vda /mnt/a; then
+  cp /payload "/mnt/a/$(cat /payload_name)"
+  sync
+  ls /mnt/a | sed 's/^/L /'
+  umount /mnt/a && echo UMOUNT-OK
+else
+  echo MOUNT-FAILED; dmesg | tail -5
+fi
+echo END_MARK
+poweroff -f
+""".replace("BEGIN_MARK", BEGIN).replace("END_MARK", END)
+
+
 @lru_cache(maxsize=16)
-def initramfs(ndisks: int, init: str = INIT, extra: tuple[tuple[str, str], ...] = ()) -> Path:
+def initramfs(ndisks: int, init: str = INIT, extra: tuple[tuple[str, str], ...] = (),
+              files: tuple[tuple[str, bytes], ...] = ()) -> Path:
     """Build (once per arguments and test process) the guest's initramfs; returns its path.
 
     *init* is the guest's /init script; *extra* adds (guest path, host file) pairs (a probe
-    binary, its scripts).
+    binary, its scripts); *files* adds (guest path, contents) pairs.
     """
     found = kernel()
     if found is None:
@@ -111,6 +138,8 @@ def initramfs(ndisks: int, init: str = INIT, extra: tuple[tuple[str, str], ...] 
         shutil.copy(host_file, root / guest_path.lstrip("/"))
     (root / "modules.order").write_text("\n".join(r.removesuffix(".xz") for r in order) + "\n")
     (root / "init").write_text(init)
+    for name, data in files:
+        (root / name).write_bytes(data)
     (root / "ndisks").write_text(f"{ndisks}\n")
     os.chmod(root / "init", 0o755)
     out = root.with_suffix(".cpio")
@@ -183,3 +212,30 @@ def kernel_trees(images: list[str | os.PathLike[str]], timeout: float = 300) -> 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def kernel_write_over_nbd(uri: str, name: str, data: bytes, timeout: float = 300) -> list[str]:
+    """Boot a guest whose only disk is the NBD export *uri* (QEMU's NBD client, read-write); its
+    kernel mounts it vfat, writes *data* as /*name*, lists the root and unmounts.
+
+    Returns the names the guest listed. Raises RuntimeError when the guest cannot mount, write
+    or unmount, or does not answer.
+    """
+    found = kernel()
+    if found is None:
+        raise RuntimeError("no /boot/vmlinuz-*: run tools/setup.sh (linux-image-cloud-amd64)")
+    vmlinuz, _ = found
+    initrd = initramfs(1, WRITE_INIT, (("payload", data), ("payload_name", name.encode())))
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256M", "-nodefaults", "-nographic", "-no-reboot",
+           "-serial", "stdio", "-kernel", str(vmlinuz), "-initrd", str(initrd),
+           "-append", "console=ttyS0 panic=-1 quiet loglevel=3",
+           "-drive", f"file={uri},format=raw,if=virtio,cache=writethrough"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    text = proc.stdout.decode("utf-8", "replace").replace("\r", "")
+    if BEGIN not in text or END not in text:
+        raise RuntimeError(f"guest did not answer (qemu status {proc.returncode}):\n{text[-2000:]}\n"
+                           f"{proc.stderr.decode(errors='replace')[-1000:]}")
+    body = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    if "MOUNT-FAILED" in body or "UMOUNT-OK" not in body:
+        raise RuntimeError(f"the guest kernel could not mount, write and unmount the export:\n{body}")
+    return [line[2:] for line in body.splitlines() if line.startswith("L ")]

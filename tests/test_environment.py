@@ -14,7 +14,7 @@ import pytest
 REQUIRED_TOOLS = [
     "fusermount3", "losetup", "sfdisk", "sgdisk", "mkfs.ext2", "mkfs.vfat", "fsck.vfat", "mcopy",
     "getfattr", "qemu-system-x86_64", "qemu-system-s390x", "busybox", "gdb", "xz",
-    "nbdkit", "nbdcopy", "nbdinfo", "qemu-nbd", "qemu-img",
+    "nbdkit", "nbdcopy", "nbdinfo", "qemu-nbd", "qemu-img", "ewfacquire",
 ]
 
 
@@ -33,13 +33,14 @@ def test_pyfuse3_and_construct_import() -> None:
 
 
 def test_second_wave_python_dependencies_import() -> None:
-    """libnbd's binding (linked into the venv by setup.sh), atheris, textual and pillow."""
+    """libnbd's binding (linked into the venv by setup.sh), libewf's, atheris, textual and pillow."""
     import atheris
     import nbd
     import PIL
+    import pyewf
     import textual
 
-    assert nbd.NBD and atheris.Fuzz and PIL.__version__ and textual.__version__
+    assert nbd.NBD and atheris.Fuzz and PIL.__version__ and textual.__version__ and pyewf.get_version()
 
 
 def test_nbdkit_has_its_python_plugin() -> None:

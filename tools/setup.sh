@@ -16,6 +16,8 @@ SYSTEM_PACKAGES=(
     # NBD serving and container images: nbdkit with its Python plugin, libnbd (nbdcopy, the
     # Python binding), qemu-nbd/qemu-img for qcow2, VMDK, VHDX, VDI
     nbdkit nbdkit-plugin-python python3-libnbd libnbd-bin qemu-utils
+    # ewfacquire: the tests make E01/Ex01 images with it (the libewf-python wheel reads only)
+    ewf-tools
 )
 
 missing=()

@@ -60,8 +60,11 @@ class NvmeBlockDevice(ControllerBlockDevice):
         self.controller.close()
 
 
-def _controller_device(spec: str, writable: bool, force: bool = False) -> BlockDevice:
-    """The raw block device for a controller spec (see the module docstring)."""
+def open_controller_disk(spec: str, writable: bool, force: bool = False) -> BlockDevice:
+    """The raw block device for a controller spec (see the module docstring); open_device stacks it.
+
+    Raises UsageError for a malformed spec, the HardwareError family.
+    """
     from fsproto.hw.nvme import attach
 
     kind, _, rest = spec.partition(":")
@@ -101,13 +104,3 @@ def _controller_device(spec: str, writable: bool, force: bool = False) -> BlockD
         att.close()
         raise
 
-
-def open_controller(spec: str, *, writable: bool = False, force: bool = False, block_size: int | None = 512,
-                    partition: int | None = None, overlay: object = None, trace: object = None) -> BlockDevice:
-    """``open_device`` for ``nvme:``/``ahci:`` specs, with the same stacking (partition ->
-    block-size adapter -> overlay -> trace). Raises like open_device, plus HardwareError family."""
-    from fsproto.blockdev.open import stack_device  # open imports this module lazily: no cycle at load
-
-    disk = _controller_device(spec, writable and overlay is None, force)
-    return stack_device(disk, partition=partition, block_size=block_size, overlay=overlay,  # type: ignore[arg-type]
-                        writable=writable, trace=trace)

@@ -2,9 +2,14 @@
 
 Spec syntax: a path that exists is taken as it is (so a file named ``a@1`` still opens);
 otherwise a trailing ``@N`` selects partition N of the path before it. Regular files become
-:class:`ImageFile`, block-device nodes :class:`RawDevice`. With a partition, the disk is opened
-at its native sector size (512 for an image; the logical sector size for a node) to read the
-table, then the partition window is adapted to *block_size*.
+:class:`ImageFile`, unless their content says they are a container image (qcow2, VMDK, VHD(X),
+VDI: :mod:`fsproto.blockdev.container`, through qemu-nbd; E01: :mod:`fsproto.blockdev.ewf`);
+block-device nodes :class:`RawDevice`; ``nbd://`` and ``nbd+unix://`` URIs (also with ``@N``)
+:class:`~fsproto.blockdev.nbd.NbdBlockDevice`; ``nvme:``/``ahci:`` specs the user-space drivers
+(:mod:`fsproto.blockdev.nvme`, which only builds the disk: stacking is done here, so nvme.py
+does not import this module). With a partition, the disk is opened at its native sector size
+(512 for an image; the logical sector size for a node) to read the table, then the partition
+window is adapted to *block_size*.
 
 Stacking order: disk -> partition window -> block-size adapter -> overlay -> trace, so a
 trace records what the caller did and an overlay never lets a write reach the disk.
@@ -22,22 +27,33 @@ import re
 import stat
 
 from fsproto.blockdev.base import BlockDevice
+from fsproto.blockdev.container import sniff_container
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.lock import claim_device
+from fsproto.blockdev.nbd import NbdBlockDevice, is_nbd_uri
 from fsproto.blockdev.overlay import Overlay
 from fsproto.blockdev.partition import open_partition
 from fsproto.blockdev.raw import RawDevice, image_busy_reasons
 from fsproto.blockdev.trace import TracingDevice
 from fsproto.blockdev.wrap import BlockSizeAdapter, SubDevice
-from fsproto.errors import DeviceBusy, DeviceError, DeviceNotFound, NotADevice, UsageError
+from fsproto.errors import DeviceBusy, DeviceError, DeviceNotFound, NotADevice, ReadOnlyError, UsageError
 
 _PART_SUFFIX = re.compile(r"(.+)@(\d+)")
 
 
+def is_path_spec(spec: str) -> bool:
+    """False for specs that name no local file (NBD URIs, user-space controller specs)."""
+    return not is_nbd_uri(spec) and not (spec.startswith(("nvme:", "ahci:")) and not os.path.lexists(spec))
+
+
 def parse_spec(spec: str, partition: int | None = None) -> tuple[str, int | None]:
-    """Split *spec* into (path, partition number or None). Raises UsageError on a conflict."""
+    """Split *spec* into (path or URI, partition number or None). Raises UsageError on a conflict."""
     path, number = spec, None
-    if not os.path.lexists(spec):
+    if is_nbd_uri(spec):
+        m = _PART_SUFFIX.fullmatch(spec)
+        if m:
+            path, number = m.group(1), int(m.group(2))
+    elif not os.path.lexists(spec):
         m = _PART_SUFFIX.fullmatch(spec)
         if m and os.path.lexists(m.group(1)):
             path, number = m.group(1), int(m.group(2))
@@ -74,19 +90,25 @@ def open_device(
     multiple of the block size), DeviceBusy, PartitionTableError, UsageError (bad partition
     number), DeviceError.
     """
-    if spec.startswith(("nvme:", "ahci:")) and not os.path.lexists(spec):
-        from fsproto.blockdev.nvme import open_controller  # user-space controller drivers (hw layer, lazily)
-        return open_controller(spec, writable=writable, force=force, block_size=block_size, partition=partition,
-                               overlay=overlay, trace=trace)
-    path, number = parse_spec(spec, partition)
     disk_writable = writable and overlay is None
+    disk: BlockDevice
+    if spec.startswith(("nvme:", "ahci:")) and not os.path.lexists(spec):
+        from fsproto.blockdev.nvme import open_controller_disk  # user-space controller drivers (hw layer, lazily)
+
+        disk = open_controller_disk(spec, disk_writable, force)
+        return stack_device(disk, partition=partition, block_size=block_size, overlay=overlay, writable=writable,
+                            trace=trace)
+    path, number = parse_spec(spec, partition)
+    if is_nbd_uri(path):
+        disk = NbdBlockDevice(path, writable=disk_writable)
+        return stack_device(disk, partition=number, block_size=block_size, overlay=overlay, writable=writable,
+                            trace=trace, force=force)
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise DeviceNotFound("no such file or device", device=path) from None
     except OSError as e:
         raise DeviceError(f"cannot stat: {e.strerror}", device=path) from e
-    disk: BlockDevice
     if stat.S_ISBLK(st.st_mode):
         disk = RawDevice(path, writable=disk_writable, force=force)
     elif stat.S_ISREG(st.st_mode):
@@ -94,6 +116,11 @@ def open_device(
             reasons = image_busy_reasons(path)
             if reasons:
                 raise DeviceBusy(f"in use ({'; '.join(reasons)}); pass --force to write anyway", device=path)
+        container = sniff_container(path)
+        if container is not None:
+            disk = _open_container(path, container, disk_writable)
+            return stack_device(disk, partition=number, block_size=block_size, overlay=overlay, writable=writable,
+                                trace=trace, force=force)
         # With a partition the table's sectors are 512 bytes; the window is adapted below.
         disk = ImageFile(path, block_size=512 if number is not None or block_size is None else block_size,
                          writable=disk_writable)
@@ -102,6 +129,19 @@ def open_device(
         raise NotADevice(f"is {kind}", device=path)
     return stack_device(disk, partition=number, block_size=block_size, overlay=overlay, writable=writable,
                         trace=trace, force=force)
+
+
+def _open_container(path: str, container: str, writable: bool) -> BlockDevice:
+    """A container image's virtual disk: EWF through libewf, the rest through qemu-nbd."""
+    if container in ("ewf", "ewf2"):
+        from fsproto.blockdev.ewf import EwfDevice  # libewf-python: optional, imported only for E01
+
+        if writable:
+            raise ReadOnlyError("EWF (E01) images open read-only; use --overlay to write", device=path)
+        return EwfDevice(path)
+    from fsproto.blockdev.container import ContainerDevice
+
+    return ContainerDevice(path, container, writable=writable)
 
 
 def stack_device(

@@ -14,6 +14,9 @@ from typing import BinaryIO, Iterator
 from rich.console import Console
 from rich.table import Table
 
+from fsproto.blockdev.container import describe_container, display_name, sniff_container
+from fsproto.blockdev.nbd import is_nbd_uri
+from fsproto.blockdev.open import is_path_spec
 from fsproto.cli.common import progress_bar
 from fsproto.errors import GeometryError, OutOfRange, UsageError
 from fsproto.rawdev import (
@@ -54,10 +57,34 @@ def _kind(spec: str, partition: int | None) -> str:
     path, number = parse_spec(spec, partition)
     if number is not None:
         return f"partition {number} of {path}"
+    if is_nbd_uri(path):
+        return "NBD export"
     try:
-        return "block device" if stat.S_ISBLK(os.stat(path).st_mode) else "image file"
+        st = os.stat(path)
     except OSError:
         return "unknown"
+    if stat.S_ISBLK(st.st_mode):
+        return "block device"
+    container = sniff_container(path) if stat.S_ISREG(st.st_mode) else None
+    return f"{display_name(container)} image" if container else "image file"
+
+
+def _container_lines(spec: str, partition: int | None, dev: BlockDevice) -> list[str]:
+    """``container:`` lines for a container image (qcow2, VMDK, VHD(X), VDI, E01); none for raw."""
+    path, _ = parse_spec(spec, partition)
+    if not is_path_spec(path) or not os.path.isfile(path):
+        return []
+    container = sniff_container(path)
+    if container is None:
+        return []
+    file_size = os.path.getsize(path)
+    described = describe_container(path) if container not in ("ewf", "ewf2") else None
+    virtual = described.virtual_size if described else dev.size
+    lines = [f"container:   {display_name(container)}, virtual size {virtual} bytes ({human(virtual)}), "
+             f"file {file_size} bytes ({human(file_size)})"]
+    for backing in described.backing_chain if described else ():
+        lines.append(f"backing:     {backing}")
+    return lines
 
 
 def partition_table_view(table: PartitionTable) -> Table:
@@ -88,6 +115,8 @@ def info(spec: str, *, partition: int | None, force: bool) -> int:
         out.print(f"device:      {dev.name} ({_kind(spec, partition)})")
         out.print(f"size:        {dev.size} bytes ({human(dev.size)})")
         out.print(f"sector size: {dev.block_size} bytes, {dev.num_blocks} sectors")
+        for line in _container_lines(spec, partition, dev):
+            out.print(line)
         if isinstance(dev, RawDevice):
             out.print(f"node:        {dev.dev_id}, opened {'exclusively' if dev.exclusive else 'forced'}")
         table = read_partition_table(dev)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fsproto import formats
+from fsproto.blockdev.open import is_path_spec
 from fsproto.errors import FsprotoError, GeometryError, HostFileError, IsADirectory, NotFound, UsageError
 from fsproto.formats.base import FsckReport, Progress
 from fsproto.rawdev import BlockDevice, ImageFile, open_device
@@ -271,6 +272,8 @@ def make_filesystem(
     if fmt_name == "auto":
         raise UsageError("mkfs needs --format")
     fmt = formats.get(fmt_name)
+    if size is not None and not is_path_spec(device):
+        raise UsageError(f"{device} is not a file: --size creates image files only; omit it")
     if size is not None and not os.path.exists(device):
         if size % 512:
             raise GeometryError(f"size {size} is not a multiple of 512", device=device)

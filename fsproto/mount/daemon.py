@@ -274,6 +274,7 @@ def mount_device(
     """
     from fsproto import formats
     from fsproto.fuse_mount import FsprotoOperations
+    from fsproto.blockdev.open import is_path_spec
     from fsproto.rawdev import open_device
 
     options = options or MountOptions()
@@ -293,7 +294,7 @@ def mount_device(
         fmt = formats.detect(dev, format_name)
         fs = fmt.open(dev, **(format_options or {}))
         options = options.with_(
-            fsname=options.fsname or os.path.abspath(device_spec),
+            fsname=options.fsname or (os.path.abspath(device_spec) if is_path_spec(device_spec) else device_spec),
             subtype=options.subtype or fmt.name,
             read_only=options.read_only or fs.read_only,
         )
