@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from fsproto.blockdev.controller import ControllerBlockDevice
 from fsproto.hw.ahci import SECTOR, AhciController
-from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme.attach import Attachment
 
 
@@ -28,11 +27,10 @@ class AhciBlockDevice(ControllerBlockDevice):
                          max_transfer=hba.max_transfer, alloc=hba.alloc, attachment=attachment)
         self.hba = hba
 
-    def _read_cmd(self, lba: int, n: int, buf: DmaBuffer, offset: int) -> None:
-        self.port.read(lba, n, buf, offset)
-
-    def _write_cmd(self, lba: int, n: int, buf: DmaBuffer, offset: int) -> None:
-        self.port.write(lba, n, buf, offset)
+    def _rw_cmds(self, write: bool, chunks: list[tuple[int, int, int]]) -> None:
+        op = self.port.write if write else self.port.read
+        for lba, n, k in chunks:
+            op(lba, n, self._bounce, k * self._slot)
 
     def _flush_cmd(self) -> None:
         self.port.flush()

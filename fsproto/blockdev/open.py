@@ -68,9 +68,10 @@ def open_device(
     number), DeviceError.
     """
     if spec.startswith(("nvme:", "ahci:")) and not os.path.lexists(spec):
-        from fsproto.blockdev.nvme import open_controller  # user-space controller drivers (hw layer, lazily)
-        return open_controller(spec, writable=writable, force=force, block_size=block_size, partition=partition,
-                               overlay=overlay, trace=trace)
+        from fsproto.blockdev.nvme import controller_device  # user-space drivers (hw layer, lazily); no cycle
+
+        return stack_device(controller_device(spec, writable and overlay is None, force), partition=partition,
+                            block_size=block_size, overlay=overlay, writable=writable, trace=trace)
     path, number = parse_spec(spec, partition)
     disk_writable = writable and overlay is None
     try:

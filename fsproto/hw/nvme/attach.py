@@ -53,11 +53,14 @@ class Attachment:
 
 
 def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: str = "fsproto",
-          read_only: bool = False, device_props: str = "", trace: Sequence[str] = (), memory_mb: int = 256) -> Attachment:
+          read_only: bool = False, device_props: str = "", trace: Sequence[str] = (), memory_mb: int = 256,
+          namespaces: Sequence[str] = ()) -> Attachment:
     """A QEMU machine whose *controller* (``nvme`` or ``ahci``) has *image* as its disk.
 
     *device_props* are extra ``-device`` properties (``logical_block_size=4096``); *trace* names
     QEMU trace events (``pci_nvme_mmio_write``...) written to ``machine.trace_path``.
+    *namespaces* (NVMe) are QEMU ``-drive`` option strings of further namespaces 2, 3, ...
+    (``driver=null-co,size=1M,latency-ns=300000000,read-zeroes=on``: a slow one).
     Raises DeviceNotFound (no image), UsageError, HardwareNotFound (no QEMU), QtestError.
     """
     from fsproto.hw.backends.qtest import QtestMachine
@@ -72,7 +75,13 @@ def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: st
     ro = (",readonly=on" if controller == "nvme" else ",snapshot=on") if read_only else ""
     drive = f"file={path},if=none,id=d0,format=raw,cache=writeback{ro}"
     extra = f",{device_props}" if device_props else ""
-    if controller == "nvme":
+    if controller == "nvme" and namespaces:
+        devices = ["-drive", drive, "-device", f"nvme,id=nvme0,serial={serial},addr={NVME_BDF[3:]}{extra}",
+                   "-device", "nvme-ns,drive=d0,bus=nvme0,nsid=1"]
+        for i, more in enumerate(namespaces, 2):
+            devices += ["-drive", f"{more},if=none,id=d{i}", "-device", f"nvme-ns,drive=d{i},bus=nvme0,nsid={i}"]
+        bdf, bar_index = NVME_BDF, 0
+    elif controller == "nvme":
         devices = ["-drive", drive, "-device", f"nvme,serial={serial},drive=d0,addr={NVME_BDF[3:]}{extra}"]
         bdf, bar_index = NVME_BDF, 0
     elif controller == "ahci":
