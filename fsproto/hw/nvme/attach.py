@@ -73,7 +73,7 @@ def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: st
     # Read-only: NVMe takes a read-only drive; ide-hd refuses one, so AHCI gets a snapshot
     # (writes would go to a temporary overlay): either way nothing can reach the image.
     ro = (",readonly=on" if controller == "nvme" else ",snapshot=on") if read_only else ""
-    drive = f"file={path},if=none,id=d0,format=raw,cache=writeback{ro}"
+    drive = f"file={path},if=none,id=d0,format=raw,cache=writeback,discard=unmap{ro}"  # trim punches holes
     extra = f",{device_props}" if device_props else ""
     if controller == "nvme" and namespaces:
         devices = ["-drive", drive, "-device", f"nvme,id=nvme0,serial={serial},addr={NVME_BDF[3:]}{extra}",

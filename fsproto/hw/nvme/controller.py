@@ -311,7 +311,7 @@ class NvmeController:
                     if q.inflight:
                         for cqe in q.reap():
                             got = True
-                            self._complete(requests, owner.pop((q.qid, cqe.cid)), cqe, errors)
+                            self._complete(requests, owner.pop((q.qid, cqe.cid)), q, cqe, errors)
                 if got or not owner:
                     continue
                 busy = [q for q in qs if q.inflight]
@@ -319,7 +319,7 @@ class NvmeController:
                 waiter = busy[0] if len(busy) == 1 or busy[0].irq is None else None
                 if waiter is not None:
                     for cqe in waiter.wait(deadline):
-                        self._complete(requests, owner.pop((waiter.qid, cqe.cid)), cqe, errors)
+                        self._complete(requests, owner.pop((waiter.qid, cqe.cid)), waiter, cqe, errors)
                 else:
                     self._wait_any(busy, deadline)
                 now = time.monotonic()
@@ -328,7 +328,7 @@ class NvmeController:
                         if (q.qid, cid) not in owner:
                             continue  # ended by a reset during this sweep
                         resets = self.resets
-                        err = self._recover(q, cid)
+                        err = self.recover(q, cid)
                         errors[owner.pop((q.qid, cid))] = err
                         if self.resets != resets:  # a reset ended every command in flight
                             for key in list(owner):
@@ -340,7 +340,9 @@ class NvmeController:
         if errors:
             raise errors[min(errors)]
 
-    def _complete(self, requests: Sequence[IoRequest], i: int, cqe: Completion, errors: dict[int, Exception]) -> None:
+    def _complete(self, requests: Sequence[IoRequest], i: int, q: QueuePair, cqe: Completion,
+                  errors: dict[int, Exception]) -> None:
+        q.finished.pop(cqe.cid, None)  # claimed here, not by poll()
         r = requests[i]
         r.completion = cqe
         if not cqe.ok:
@@ -372,13 +374,15 @@ class NvmeController:
                                  cdw10=cid << 16 | queue.qid)
         return cqe.dw0 & 1 == 0
 
-    def _recover(self, queue: QueuePair, cid: int) -> Exception:
-        """A command is past its deadline: Abort it; if it still does not end, reset the controller."""
+    def recover(self, queue: QueuePair, cid: int) -> CommandTimeout:
+        """Command *cid* of *queue* is past its deadline: Abort it; if it still does not end
+        within a grace period, reset the controller. Returns the error that describes what
+        happened (for the caller to raise). Raises ControllerError when the reset fails."""
         t = queue.inflight[cid]
         what = cmd.OPCODE_NAMES.get((t.admin, t.opcode), f"opcode {t.opcode:#04x}")
         try:
             self.abort(queue, cid)
-            end = queue.poll(cid, min(self.command_timeout, 1.0))
+            end = queue.poll(cid, max(1.0, min(self.command_timeout, 5.0)))  # the abort's grace period
             return CommandTimeout(f"{what} did not complete within {self.command_timeout:g} s and was aborted "
                                   f"({end.describe()})", device=self.name, lba=t.lba)
         except CommandTimeout:

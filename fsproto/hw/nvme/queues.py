@@ -140,6 +140,7 @@ class QueuePair:
         if not self._free:
             raise ControllerError(f"submission queue {self.qid} is full", device=self.device)
         cid = self._free.pop()
+        self.finished.pop(cid, None)  # an unclaimed completion of the identifier's previous use
         psdt = fields.pop("psdt", PSDT_PRP)
         try:
             if data is not None:
