@@ -32,7 +32,7 @@ from fsproto.blockdev.controller import ControllerBlockDevice
 from fsproto.errors import UsageError
 from fsproto.hw.nvme import commands as cmd
 from fsproto.hw.nvme.attach import Attachment
-from fsproto.hw.nvme.controller import PAGE, NvmeController
+from fsproto.hw.nvme.controller import IO_QUEUES, PAGE, NvmeController
 from fsproto.hw.nvme.datapointers import PreparedPointers
 
 CONTROLLER_PREFIXES = ("nvme:", "ahci:")
@@ -122,7 +122,8 @@ def controller_device(spec: str, writable: bool, force: bool = False) -> BlockDe
         unit = int(m.group(4)) if m.group(4) else (1 if kind == "nvme" else -1)
     try:
         if kind == "nvme":
-            ctrl = NvmeController(att.bar, att.pci, att.alloc, name=att.name)
+            irqs = att.interrupts(IO_QUEUES) if att.interrupts is not None and att.interrupts_by_default else None
+            ctrl = NvmeController(att.bar, att.pci, att.alloc, name=att.name, interrupts=irqs)
             try:
                 return NvmeBlockDevice(ctrl, unit, read_only=not writable, attachment=att)
             except BaseException:
