@@ -16,6 +16,8 @@ SYSTEM_PACKAGES=(
     # NBD serving and container images: nbdkit with its Python plugin, libnbd (nbdcopy, the
     # Python binding), qemu-nbd/qemu-img for qcow2, VMDK, VHDX, VDI
     nbdkit nbdkit-plugin-python python3-libnbd libnbd-bin qemu-utils
+    # the kernel-driver baseline of tools/bench_nvme.py --lab (4 KiB random reads at QD32)
+    fio
 )
 
 missing=()
