@@ -109,9 +109,10 @@ def lab_bench(mib: int) -> int:
     for key, what in (("fsproto_uio_poll", "uio, polled"), ("fsproto_vfio_irq", "vfio, MSI-X interrupts"),
                       ("fsproto_vfio_poll", "vfio, polled")):
         if f"{key}_MBps" in f:
-            print(f"  128 KiB sequential reads, fsproto {what:<22}: {f[key + '_MBps']:.1f} MB/s, "
+            print(f"  128 KiB sequential reads, fsproto {what:<22}: driver {f[key + '_MBps']:.1f} MB/s, "
                   f"ratio fsproto/kernel {f[key + '_MBps'] / kernel:.2f}, CPU {f[key + '_cpu_s']:.2f} s "
-                  f"of {f[key + '_wall_s']:.2f} s wall")
+                  f"of {f[key + '_wall_s']:.2f} s wall; block device (2 MiB reads, copied out) "
+                  f"{f[key + '_dev_MBps']:.1f} MB/s, ratio {f[key + '_dev_MBps'] / kernel:.2f}")
     k4 = f.get("kernel_4k_qd32_iops")
     for key, what in (("fsproto_uio_4k_qd32_iops", "uio"), ("fsproto_vfio_4k_qd32_iops", "vfio")):
         if key in f and k4:

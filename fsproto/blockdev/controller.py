@@ -68,13 +68,13 @@ class ControllerBlockDevice(BlockDevice):
             yield [(s, min(self._chunk, lba + count - s), k) for k, s in enumerate(starts[w : w + self._depth])]
 
     def _read(self, lba: int, count: int) -> bytes:
-        out = bytearray()
+        out: list[bytes] = []
         bs = self._block_size
         for wave in self._waves(lba, count):
             self._command(wave[0][0], self._rw_cmds, False, wave)
             for _s, n, k in wave:
-                out += self._bounce.read(k * self._slot, n * bs)
-        return bytes(out)
+                out.append(self._bounce.read(k * self._slot, n * bs))
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")

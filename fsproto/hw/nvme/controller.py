@@ -31,6 +31,7 @@ and phase-then-entry orders rely on x86's store and load ordering (qtest seriali
 
 from __future__ import annotations
 
+import select
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -280,6 +281,7 @@ class NvmeController:
         """
         self._check_open()
         qs = list(queues) if queues is not None else self.queues
+        self._rr = (self._rr + 1) % len(qs)
         pending = list(range(len(requests)))[::-1]
         owner: dict[tuple[int, int], int] = {}
         errors: dict[int, Exception] = {}
@@ -287,11 +289,12 @@ class NvmeController:
         try:
             while pending or owner:
                 # Fill: round robin over the queues, each rung once for everything pushed.
+                # Each batch starts on the next queue round robin and spills into the following
+                # ones only when it is full: one doorbell and one reap pass per queue touched.
                 pushed = False
-                share = -(-len(pending) // len(qs))  # spread a batch evenly over the queues
                 for step in range(len(qs)):
                     q = qs[(self._rr + step) % len(qs)]
-                    for _ in range(min(share, q.space, len(pending))):
+                    for _ in range(min(q.space, len(pending))):
                         i = pending.pop()
                         r = requests[i]
                         if r.pointers is not None:
@@ -303,8 +306,6 @@ class NvmeController:
                         owner[(q.qid, cid)] = i
                         pushed = True
                     q.ring()
-                if pushed:
-                    self._rr = (self._rr + 1) % len(qs)
                 # Reap: every queue with something in flight; wait on one only if none had anything.
                 got = False
                 for q in qs:
@@ -350,11 +351,12 @@ class NvmeController:
 
     def _wait_any(self, busy: list[QueuePair], deadline: float) -> None:
         """Sleep until one of *busy* may have a completion: their interrupts, else a short nap."""
-        fds = [q.irq.fileno() for q in busy if q.irq is not None and hasattr(q.irq, "fileno")]
-        if len(fds) == len(busy):
-            import select
-
-            select.select(fds, [], [], max(0.0, min(deadline - time.monotonic(), 0.25)))
+        irqs = [q.irq for q in busy if q.irq is not None and hasattr(q.irq, "fileno")]
+        if len(irqs) == len(busy):
+            if not any([irq.consume() for irq in irqs]):  # an interrupt since the last reap: no sleep
+                select.select([irq.fileno() for irq in irqs], [], [], max(0.0, min(deadline - time.monotonic(), 0.25)))
+                for irq in irqs:
+                    irq.consume()  # the eventfd counts: read it, or select never blocks again
         else:
             time.sleep(0.0002)
         why = self.fatal_reason()

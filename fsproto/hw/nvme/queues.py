@@ -237,12 +237,13 @@ class QueuePair:
         few polls CSTS is checked. Raises ControllerError (fatal status), like :meth:`reap`.
         """
         spins = 0
+        quiet = False  # the last interrupt wait ended without an interrupt
         while True:
             got = self.reap()
             if got:
                 return got
             spins += 1
-            if spins % FATAL_CHECK_EVERY == 0 or self.irq is not None:
+            if spins % FATAL_CHECK_EVERY == 0 or quiet:
                 why = self._fatal()
                 if why:
                     raise ControllerError(f"controller failed while queue {self.qid} waited: {why}", device=self.device)
@@ -250,8 +251,8 @@ class QueuePair:
             if now > deadline:
                 return []
             if self.irq is not None:
-                self.irq.wait(min(deadline - now, 0.25))
-            elif spins > 16:
+                quiet = not self.irq.wait(min(deadline - now, 0.25))
+            elif spins > 4:  # give the CPU back early: the device model may need it (a VM, qtest)
                 time.sleep(0.00005 if spins < 256 else 0.0005 if spins < 4096 else 0.002)
 
     def poll(self, cid: int, timeout: float) -> Completion:
