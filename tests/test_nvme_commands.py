@@ -73,13 +73,13 @@ class Scattered(DmaBuffer):
             p.free()
 
 
-@pytest.mark.parametrize("mode", ["sgl", "prp"])
+@pytest.mark.parametrize("mode", ["sgl", "prp", "auto"])
 def test_sgl_and_prp_data_pointers(image, mode):
     att = attach.qtest(image, trace=["pci_nvme_map_sgl", "pci_nvme_map_prp"])
     try:
         c = NvmeController(att.bar, att.pci, att.alloc, data_pointers=mode)
         assert c.identify.sgl_support == 1  # QEMU: SGLS bits 1:0 = 01 (no alignment needed)
-        assert c.sgl == (1 if mode == "sgl" else 0)
+        assert c.sgl == (0 if mode == "prp" else 1)
         rng = random.Random(5)
         contiguous, scattered = c.alloc(8 * 4096), Scattered(c.alloc, 6)
         one, many = rng.randbytes(8 * 4096), rng.randbytes(6 * 4096)
@@ -101,6 +101,8 @@ def test_sgl_and_prp_data_pointers(image, mode):
         if mode == "sgl":
             assert len(sgl) == 6 and len(prp) == 3  # every data command went through QEMU's SGL mapper
             assert sum("type 0x3" in line for line in sgl) == 2  # the scattered ones: Last Segment descriptors
+        elif mode == "auto":  # SGLs for the contiguous buffers, PRPs for the scattered pages
+            assert len(sgl) == 4 and all("type 0x0" in line for line in sgl) and len(prp) == 3 + 2
         else:
             assert len(prp) == 3 + 6 and not sgl
         c.close()

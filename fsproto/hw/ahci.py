@@ -68,6 +68,7 @@ class AtaIdentify:
     lba48: bool  # word 83 bit 10
     sectors: int  # words 100-103 (LBA48) or 60-61
     logical_sector: int  # word 106 bit 12 -> words 117-118 (in words), else 512
+    ncq_depth: int = 0  # word 76 bit 8 (NCQ supported) -> word 75 bits 4:0 + 1, else 0
 
     @classmethod
     def parse(cls, raw: bytes) -> "AtaIdentify":
@@ -77,7 +78,9 @@ class AtaIdentify:
         logical = 512
         if w[106] & 0xC000 == 0x4000 and w[106] & (1 << 12):
             logical = 2 * (w[117] | w[118] << 16)
-        return cls(_ata_string(raw[20:40]), _ata_string(raw[46:54]), _ata_string(raw[54:94]), lba48, sectors, logical)
+        ncq = (w[75] & 0x1F) + 1 if w[76] not in (0, 0xFFFF) and w[76] & (1 << 8) else 0
+        return cls(_ata_string(raw[20:40]), _ata_string(raw[46:54]), _ata_string(raw[54:94]), lba48, sectors, logical,
+                   ncq)
 
 
 class AhciPort:

@@ -81,8 +81,9 @@ class NvmeController:
     """``NvmeController(bar, pci, alloc, name=...)`` brings the controller up in the constructor.
 
     *io_queues* I/O queue pairs of *io_entries* entries are asked for (fewer when the controller
-    grants fewer, or when *interrupts* holds fewer waiters); *data_pointers* is ``"auto"`` (SGLs
-    when Identify SGLS reports them), ``"prp"`` or ``"sgl"``. ``close()`` shuts it down (CC.SHN)
+    grants fewer, or when *interrupts* holds fewer waiters); *data_pointers* is ``"auto"`` (when
+    Identify SGLS reports SGLs: one Data Block descriptor for contiguous data, PRPs for scattered
+    pages), ``"prp"`` or ``"sgl"`` (SGLs always, with segments for scattered pages). ``close()`` shuts it down (CC.SHN)
     and frees its memory; idempotent; also a context manager. *max_transfer* caps one command's
     data (further capped by MDTS and by one list page).
     Raises HardwareNotFound (not an NVMe function), ControllerError (fatal status, unsupported
@@ -159,7 +160,7 @@ class NvmeController:
             irq = self.interrupts[qid - 1] if self.interrupts else None
             self.queues.append(QueuePair(qid, entries, self._alloc, self.regs, device=self.name,
                                          fatal=self.fatal_reason, data_pages=True, sgl=self.sgl, irq=irq,
-                                         dstrd=self.cap.DSTRD))
+                                         dstrd=self.cap.DSTRD, sgl_segments=data_pointers == "sgl"))
         self._create_queues()
 
     def _enable(self) -> None:

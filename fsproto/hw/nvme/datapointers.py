@@ -61,11 +61,12 @@ def prp_pointers(buf: DmaBuffer, offset: int, length: int, page: int, lists: Dma
 
 
 def sgl_pointers(buf: DmaBuffer, offset: int, length: int, page: int, lists: DmaBuffer, list_offset: int,
-                 *, dword_aligned: bool = False) -> tuple[int, int]:
+                 *, dword_aligned: bool = False, segments: bool = True) -> tuple[int, int] | None:
     """SGL1 as the (prp1, prp2) words of DW6-9, for a command sent with PSDT 01.
 
     Device-contiguous pages are merged into one Data Block descriptor each; one run goes in SGL1
-    itself, several go in a segment in *lists* that SGL1 points to (a Last Segment descriptor).
+    itself, several go in a segment in *lists* that SGL1 points to (a Last Segment descriptor),
+    or, with *segments* False, None is returned (the caller then uses PRPs).
     *dword_aligned* (SGLS = 10b) refuses lengths that are not a multiple of 4.
     Raises UsageError, HardwareError.
     """
@@ -84,6 +85,8 @@ def sgl_pointers(buf: DmaBuffer, offset: int, length: int, page: int, lists: Dma
         pos += step
     if len(runs) == 1:
         return sgl_fields(sgl_descriptor(runs[0][0], runs[0][1]))
+    if not segments:
+        return None  # scattered data: the caller uses PRPs instead
     if len(runs) * SGL_DESCRIPTOR_SIZE > page:
         raise UsageError(f"transfer of {length} bytes needs {len(runs)} SGL descriptors; a segment holds "
                          f"{page // SGL_DESCRIPTOR_SIZE}")

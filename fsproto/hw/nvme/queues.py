@@ -65,17 +65,19 @@ class QueuePair:
 
     *data_pages* gives every command identifier a page for its PRP list / SGL segment (I/O
     queues); *sgl* (0 none, 1 byte-aligned, 2 dword-aligned: Identify SGLS) makes data
-    pointers SGLs instead of PRPs. ``fatal()`` is called while polling so a dead controller
+    pointers SGLs instead of PRPs (*sgl_segments* False: only one-run SGLs, PRPs for scattered
+    data). ``fatal()`` is called while polling so a dead controller
     (CSTS.CFS) ends a wait at once. Raises (from :meth:`execute`) CommandError/LbaOutOfRange for
     an error status, CommandTimeout, ControllerError (fatal status, an unknown completion).
     """
 
     def __init__(self, qid: int, entries: int, alloc: Allocator, regs: Regs, *, device: str,
                  fatal: Callable[[], str | None], data_pages: bool = False, sgl: int = 0,
-                 irq: Interrupt | None = None, dstrd: int = 0) -> None:
+                 irq: Interrupt | None = None, dstrd: int = 0, sgl_segments: bool = True) -> None:
         if not 2 <= entries <= PAGE // SQE_SIZE:
             raise UsageError(f"queue of {entries} entries does not fit one page (2..{PAGE // SQE_SIZE})")
         self.qid, self.entries, self.device, self.sgl, self.irq = qid, entries, device, sgl, irq
+        self.sgl_segments = sgl_segments
         self.sq = alloc(entries * SQE_SIZE)
         self.cq: DmaBuffer | None = None
         self.lists: DmaBuffer | None = None
@@ -147,9 +149,10 @@ class QueuePair:
                 buf, offset, length = data
                 assert self.lists is not None, "data pointers need a queue with data pages"
                 page_off = (cid - 1) * PAGE
-                if self.sgl:
-                    fields["prp1"], fields["prp2"] = sgl_pointers(buf, offset, length, PAGE, self.lists, page_off,
-                                                                  dword_aligned=self.sgl == 2)
+                sgl = sgl_pointers(buf, offset, length, PAGE, self.lists, page_off, dword_aligned=self.sgl == 2,
+                                   segments=self.sgl_segments) if self.sgl else None
+                if sgl is not None:
+                    fields["prp1"], fields["prp2"] = sgl
                     psdt = PSDT_SGL
                 else:
                     fields["prp1"], fields["prp2"] = prp_pointers(buf, offset, length, PAGE, self.lists, page_off)
