@@ -10,7 +10,8 @@ and vfio alike. Registers go through :mod:`fsproto.hw.regmaps.ahci`: status regi
 PxSERR) are cleared by writing 1s to exactly their bits, PxCI is written, never
 read-modify-written (writing back a read value would re-issue commands).
 
-Limits: polled (no interrupts), command slot 0 only (one command at a time), no NCQ, no port
+Limits: polled (no interrupts), command slot 0 only (one command at a time; NCQ with many in
+flight is :mod:`fsproto.hw.ahci_ncq`), no port
 multipliers, 512-byte logical sectors only (what the command table sizes assume).
 """
 
