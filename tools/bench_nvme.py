@@ -98,7 +98,7 @@ def lab_bench(mib: int) -> int:
         parts = line.split()
         if parts[:1] == ["LAB-FIGURE"]:
             f[parts[1]] = float(parts[2])
-        elif parts[:1] == ["LAB-CHECK"] and parts[2] != "PASS":
+        elif parts[:1] == ["LAB-CHECK"] and parts[2] != "PASS" or line.startswith(("SQ", "slots contiguous")):
             print(line)
     kernel = f.get("kernel_nvme_MBps")
     if not kernel:

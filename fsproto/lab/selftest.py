@@ -161,8 +161,17 @@ def depth_bench(bdf: str, kind: str) -> str:
             dev = NvmeBlockDevice(ctrl, 1)
             step = 4096  # blocks: 2 MiB requests
             t, cpu = time.monotonic(), time.process_time()
-            for lba in range(0, BENCH_BYTES // 512, step):
-                dev.read(lba, step)
+            try:
+                for lba in range(0, BENCH_BYTES // 512, step):
+                    dev.read(lba, step)
+            except Exception:
+                # Diagnostics for the log: the data pointers of the slots and the SQEs sent.
+                print("slots contiguous:", [p.contiguous for p in dev._prepared], "sgl:", ctrl.sgl)
+                for q in ctrl.queues:
+                    if q.commands:
+                        for i in range(q.sq_tail):
+                            print(f"SQ{q.qid}[{i}]", q.sq.read(i * 64, 64).hex())
+                raise
             dt, dcpu = time.monotonic() - t, time.process_time() - cpu
             figure(f"fsproto_{kind}_{mode}_dev_MBps", BENCH_BYTES / dt / 1e6)
             # The driver alone, like dd iflag=direct: 16 reads in flight into fixed buffers, no copy.
@@ -170,6 +179,7 @@ def depth_bench(bdf: str, kind: str) -> str:
             t, cpu = time.monotonic(), time.process_time()
             for lba in range(0, BENCH_BYTES // 512, 16 * (CHUNK // 512)):
                 ctrl.run([ctrl.rw_request(cmd.NVM_READ, 1, lba + k * (CHUNK // 512), CHUNK // 512,
+                                          None if slots[k].pointers(CHUNK) else dev._bounce, k * CHUNK,
                                           pointers=slots[k].pointers(CHUNK)) for k in range(16)])
             dt, dcpu = time.monotonic() - t, time.process_time() - cpu
             for p in slots:

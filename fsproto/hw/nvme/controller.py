@@ -262,13 +262,16 @@ class NvmeController:
                    offset: int = 0, *, pointers: tuple[int, int, int] | None = None) -> IoRequest:
         """A Read or Write of *count* blocks at *lba*, data at *offset* in *buf* (or *pointers*).
 
-        Raises HardwareNotFound (namespace), UsageError (more than one command may carry).
+        Raises HardwareNotFound (namespace), UsageError (more than one command may carry, or
+        neither/both of *buf* and *pointers*).
         """
         ns = self.namespace(nsid)
         length = count * ns.block_size
         if not 1 <= count <= 0x10000 or length > self.max_transfer:
             raise UsageError(f"{count} blocks is not 1..{self.max_transfer // ns.block_size} per command",
                              device=self.name, lba=lba)
+        if (buf is None) == (pointers is None):
+            raise UsageError("a Read/Write needs a buffer or prepared pointers (one of them)", device=self.name, lba=lba)
         data = (buf, offset, length) if buf is not None else None
         return IoRequest(opcode, nsid, lba, data, pointers,
                          {"cdw10": lba & 0xFFFFFFFF, "cdw11": lba >> 32 & 0xFFFFFFFF, "cdw12": count - 1})
