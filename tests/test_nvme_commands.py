@@ -245,3 +245,25 @@ def test_controller_fatal_status_is_one_clear_error_and_no_hang(image):
     with pytest.raises(MediaError):
         dev.close()  # the flush fails the same way; the controller is disabled and QEMU reaped
     assert dev.closed and att.machine._proc.poll() is not None
+
+
+def test_prepared_pointers_of_a_scattered_window_are_a_prp_list(image):
+    from fsproto.hw.nvme.datapointers import PreparedPointers
+
+    att = attach.qtest(image)
+    try:
+        c = NvmeController(att.bar, att.pci, att.alloc)  # SGLs on (auto)
+        buf = Scattered(c.alloc, 8)
+        prepared = PreparedPointers(buf, 0, 8 * 4096, 4096, c.alloc, c.sgl)
+        psdt, p1, p2 = prepared.pointers(5 * 4096)
+        assert psdt == 0 and p1 == buf.device_addr(0) and p2 == prepared.list.device_addr(0)
+        data = random.Random(2).randbytes(5 * 4096)
+        buf.write(0, data[:4096 * 5] + bytes(3 * 4096))
+        c.run([c.rw_request(cmd.NVM_WRITE, 1, 80, 40, pointers=(psdt, p1, p2))])
+        assert image_blocks(image, 80, 40) == data
+        contiguous = c.alloc(8 * 4096)
+        assert PreparedPointers(contiguous, 0, 8 * 4096, 4096, c.alloc, c.sgl).pointers(4096)[0] == 1  # one SGL block
+        prepared.free()
+        c.close()
+    finally:
+        att.close()

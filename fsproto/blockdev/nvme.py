@@ -70,9 +70,7 @@ class NvmeBlockDevice(ControllerBlockDevice):
         bs, ctrl = self._block_size, self.controller
         requests = []
         for lba, n, k in chunks:
-            ptr = self._prepared[k].pointers(n * bs)
-            requests.append(ctrl.rw_request(op, self.nsid, lba, n, None if ptr else self._bounce, k * self._slot,
-                                            pointers=ptr))
+            requests.append(ctrl.rw_request(op, self.nsid, lba, n, pointers=self._prepared[k].pointers(n * bs)))
         ctrl.run(requests)
 
     def _flush_cmd(self) -> None:

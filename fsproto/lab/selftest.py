@@ -179,7 +179,6 @@ def depth_bench(bdf: str, kind: str) -> str:
             t, cpu = time.monotonic(), time.process_time()
             for lba in range(0, BENCH_BYTES // 512, 16 * (CHUNK // 512)):
                 ctrl.run([ctrl.rw_request(cmd.NVM_READ, 1, lba + k * (CHUNK // 512), CHUNK // 512,
-                                          None if slots[k].pointers(CHUNK) else dev._bounce, k * CHUNK,
                                           pointers=slots[k].pointers(CHUNK)) for k in range(16)])
             dt, dcpu = time.monotonic() - t, time.process_time() - cpu
             for p in slots:

@@ -122,9 +122,8 @@ class PreparedPointers:
 
     A block device's bounce slots are fixed, so their PRP list is written once here (a shorter
     transfer uses a prefix of the same list) and a device-contiguous window is one SGL Data
-    Block descriptor whatever the length: a command then needs no pointer work at all.
-    :meth:`pointers` returns None where that does not hold (SGLs over scattered pages): the
-    caller then passes the data and the queue builds the SGL into the command's own page.
+    Block descriptor whatever the length: a command then needs no pointer work at all. A
+    scattered window (pagemap-translated host memory) gets PRPs even when SGLs are on.
     """
 
     def __init__(self, buf: DmaBuffer, offset: int, length: int, page: int, alloc, sgl: int) -> None:  # type: ignore[no-untyped-def]
@@ -134,17 +133,17 @@ class PreparedPointers:
         self.addrs = [buf.device_addr(o) for o in range(offset, offset + length, page)]
         self.contiguous = all(a == self.addrs[0] + i * page for i, a in enumerate(self.addrs))
         self.list: DmaBuffer | None = None
-        if not sgl and len(self.addrs) > 2:
+        if sgl and not self.contiguous:
+            self.sgl = 0  # scattered pages: a PRP list built once beats an SGL segment per command
+        if not self.sgl and len(self.addrs) > 2:
             if len(self.addrs) - 1 > page // 8:
                 raise UsageError(f"a prepared window of {length} bytes needs more than one PRP list page")
             self.list = alloc(page)
             self.list.write(0, b"".join(a.to_bytes(8, "little") for a in self.addrs[1:]))
 
-    def pointers(self, length: int) -> tuple[int, int, int] | None:
-        """(PSDT, DW6-7, DW8-9) for the first *length* bytes, or None (see the class doc)."""
+    def pointers(self, length: int) -> tuple[int, int, int]:
+        """(PSDT, DW6-7, DW8-9) for the first *length* bytes."""
         if self.sgl:
-            if not self.contiguous:
-                return None
             p1, p2 = sgl_fields(sgl_descriptor(self.addrs[0], length))
             return 1, p1, p2
         pages = -(-length // self.page)
