@@ -172,3 +172,40 @@ def test_cli_mkfs_and_ls_on_ahci(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["ls", spec]) == 0 and capsys.readouterr().out.split() == ["SATA.FILE"]
     assert cli(["cat", str(img), "SATA.FILE"]) == 0 and capsys.readouterr().out == "over ahci\n"
+
+
+def test_ncq_keeps_32_commands_in_flight_and_the_block_device_uses_it(image):
+    from fsproto.hw.ahci_ncq import NcqQueue
+
+    att = attach.qtest(image, controller="ahci")
+    try:
+        hba = AhciController(att.bar, att.pci, att.alloc)
+        port = hba.port(hba.first_disk_port())
+        assert port.identify.ncq_depth == 32  # QEMU's ide-hd: IDENTIFY word 76 bit 8, word 75 = 31
+        q = NcqQueue(port)
+        buf = att.alloc(32 * 4096)
+        chunks = [pattern(4096, i) for i in range(32)]
+        for i, chunk in enumerate(chunks):
+            buf.write(i * 4096, chunk)
+        q.run([(True, 8 * (31 - i), 8, buf, i * 4096) for i in range(32)])  # WRITE FPDMA QUEUED x 32
+        assert q.peak == 32
+        with open(image, "rb") as f:
+            disk = f.read(32 * 4096)
+        assert disk == b"".join(chunks[::-1])  # each tag's data at its own LBA
+        buf.fill(0)
+        q.run([(False, 8 * i, 8, buf, i * 4096) for i in range(32)])
+        assert buf.read(0, 32 * 4096) == disk
+        with pytest.raises(LbaOutOfRange):
+            q.run([(False, port.identify.sectors - 1, 2, buf, 0)])
+        q.free()
+        dev = AhciBlockDevice(hba, port.n)
+        assert dev.ncq is not None and dev.ncq.depth == 16
+        data = pattern(2 << 20, 5)  # 2 MiB: 16 commands of 128 KiB in flight
+        dev.write(100, data)
+        assert dev.read(100, 4096) == data and dev.ncq.peak == 16
+        with open(image, "rb") as f:
+            f.seek(100 * 512)
+            assert f.read(len(data)) == data
+        dev.close()
+    finally:
+        att.close()

@@ -19,7 +19,7 @@ from conftest import PROJECT_ROOT
 from fsproto.cli import cli
 from fsproto.errors import GuestError, UsageError
 from fsproto.lab import guest, initramfs, kernel
-from fsproto.lab.selftest import FILES, PATTERN_LBA, VFIO_NOTE, pattern
+from fsproto.lab.selftest import FILES, PATTERN_LBA, RANDOM_COMMANDS, RANDOM_SPAN, VFIO_NOTE, pattern, random_model
 
 HAVE_QEMU = shutil.which("qemu-system-x86_64") is not None and shutil.which("busybox") is not None
 needs_guest = [
@@ -146,14 +146,15 @@ def test_timeout_kills_only_the_guest(lab_kernel, monkeypatch):
 @pytest.fixture(scope="module")
 def session(lab_kernel, tmp_path_factory):
     d = tmp_path_factory.mktemp("lab")
-    imgs = {"uio": d / "uio.img", "vfio": d / "vfio.img", "ahci": d / "ahci.img"}
+    imgs = {"uio": d / "uio.img", "vfio": d / "vfio.img", "irq": d / "irq.img", "ahci": d / "ahci.img"}
     for p in imgs.values():
         with open(p, "wb") as f:
             f.truncate(32 << 20)
     disks = [guest.Disk(str(imgs["uio"]), "nvme", "LAB-UIO"), guest.Disk(str(imgs["vfio"]), "nvme", "LAB-VFIO"),
-             guest.Disk(str(imgs["ahci"]), "ahci", "LAB-SATA")]
+             guest.Disk(str(imgs["irq"]), "nvme", "LAB-IRQ"), guest.Disk(str(imgs["ahci"]), "ahci", "LAB-SATA")]
     cmd = (f"{sys.executable} -m fsproto.lab.selftest --uio 0000:00:04.0 --uio-serial LAB-UIO "
-           "--vfio 0000:00:05.0 --vfio-serial LAB-VFIO --ahci 0000:00:1f.2 --ahci-serial LAB-SATA")
+           "--vfio 0000:00:05.0 --vfio-serial LAB-VFIO --irq 0000:00:06.0 --irq-serial LAB-IRQ "
+           "--ahci 0000:00:1f.2 --ahci-serial LAB-SATA")
     result = guest.run(cmd, disks=disks, iommu=True, timeout=400)
     checks = {}
     for line in result.output.splitlines():
@@ -200,6 +201,14 @@ class TestLabSession:
         capsys.readouterr()
         assert cli(["ls", img]) == 0 and capsys.readouterr().out.split() == ["VFIO.NOTE"]
         assert cli(["cat", img, "VFIO.NOTE"]) == 0 and capsys.readouterr().out.encode() == VFIO_NOTE
+
+    def test_vfio_msix_interrupts_and_a_random_run_checked_in_the_image(self, session):
+        detail = _passed(session, "nvme-vfio-irq")
+        counts = [int(n) for n in re.search(r"MSI-X interrupts per queue \[([\d, ]+)\]", detail).group(1).split(",")]
+        assert len(counts) == 2 and all(counts), detail  # both queues' vectors were delivered and counted
+        assert f"{RANDOM_COMMANDS} random reads/writes data-checked" in detail
+        with open(session[2]["irq"], "rb") as f:  # the host finds exactly the model's bytes
+            assert f.read(RANDOM_SPAN) == random_model()
 
     def test_ahci_through_uio_then_the_data_is_in_the_image(self, session):
         assert "SN LAB-SATA" in _passed(session, "ahci-uio")

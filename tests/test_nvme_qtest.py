@@ -235,11 +235,14 @@ def test_mmio_trace_shows_single_32_bit_accesses_and_write_only_doorbells(ctrl):
     assert cap_reads == [0x0, 0x4]  # CAP: two aligned 32-bit loads, low dword first
     dev = NvmeBlockDevice(c, 1)
     mark = os.path.getsize(att.machine.trace_path)
-    tail, head = c.io.sq_tail, c.io.cq_head
+    before = {q.qid: (q.sq_tail, q.cq_head) for q in c.queues}
     dev.read(0, 8)
     seen = [a for a in mmio(att, mark) if not (a[0] == "read" and a[1] == 0x1C)]  # CSTS polls are allowed
-    # one command: exactly one SQ1 tail store and one CQ1 head store, each the new index
-    assert seen == [("write", 0x1008, 4, (tail + 1) % c.io.entries), ("write", 0x100C, 4, (head + 1) % c.io.entries)]
+    (q,) = [q for q in c.queues if q.sq_tail != before[q.qid][0]]  # the queue this request went to
+    tail, head = before[q.qid]
+    # one command: exactly one SQ tail store and one CQ head store of that queue, each the new index
+    assert seen == [("write", 0x1000 + 8 * q.qid, 4, (tail + 1) % q.entries),
+                    ("write", 0x1004 + 8 * q.qid, 4, (head + 1) % q.entries)]
 
 
 def test_block_device_round_trips_large_requests_and_refuses_bad_ones(ctrl, image):

@@ -18,6 +18,8 @@ SYSTEM_PACKAGES=(
     nbdkit nbdkit-plugin-python python3-libnbd libnbd-bin qemu-utils
     # ewfacquire: the tests make E01/Ex01 images with it (the libewf-python wheel reads only)
     ewf-tools
+    # the kernel-driver baseline of tools/bench_nvme.py --lab (4 KiB random reads at QD32)
+    fio
 )
 
 missing=()

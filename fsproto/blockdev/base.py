@@ -101,6 +101,24 @@ class BlockDevice(abc.ABC):
         if count:
             self._write(lba, data)
 
+    def trim(self, lba: int, count: int) -> None:
+        """Tell the device *count* blocks at *lba* hold nothing worth keeping (discard / TRIM /
+        NVMe Dataset Management deallocate). Advisory: afterwards the blocks read as their old
+        contents or as zeroes, whichever the device does; a device that cannot trim ignores it.
+
+        Raises ReadOnlyError, OutOfRange, MediaError.
+        """
+        self._check_writable_range(lba, count)
+        if count:
+            self._trim(lba, count)
+
+    def write_zeroes(self, lba: int, count: int) -> None:
+        """Set *count* blocks at *lba* to zero without sending the zeroes where the device can
+        (NVMe Write Zeroes); otherwise zero-filled writes. Raises like :meth:`trim`."""
+        self._check_writable_range(lba, count)
+        if count:
+            self._write_zeroes(lba, count)
+
     def flush(self) -> None:
         """Make every completed write durable."""
         self._check_open()
@@ -146,6 +164,21 @@ class BlockDevice(abc.ABC):
 
     def _flush(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    def _trim(self, lba: int, count: int) -> None:  # noqa: B027 - optional hook: trim is advisory
+        pass
+
+    def _write_zeroes(self, lba: int, count: int) -> None:
+        step = max(1, (1 << 20) // self._block_size)
+        for start in range(lba, lba + count, step):
+            n = min(step, lba + count - start)
+            self._write(start, bytes(n * self._block_size))
+
+    def _check_writable_range(self, lba: int, count: int) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError("device is read-only", device=self._name, lba=lba)
+        self._check_range(lba, count)
 
     def _close(self) -> None:  # noqa: B027 - optional hook
         pass

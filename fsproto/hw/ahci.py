@@ -10,7 +10,8 @@ and vfio alike. Registers go through :mod:`fsproto.hw.regmaps.ahci`: status regi
 PxSERR) are cleared by writing 1s to exactly their bits, PxCI is written, never
 read-modify-written (writing back a read value would re-issue commands).
 
-Limits: polled (no interrupts), command slot 0 only (one command at a time), no NCQ, no port
+Limits: polled (no interrupts), command slot 0 only (one command at a time; NCQ with many in
+flight is :mod:`fsproto.hw.ahci_ncq`), no port
 multipliers, 512-byte logical sectors only (what the command table sizes assume).
 """
 
@@ -68,6 +69,7 @@ class AtaIdentify:
     lba48: bool  # word 83 bit 10
     sectors: int  # words 100-103 (LBA48) or 60-61
     logical_sector: int  # word 106 bit 12 -> words 117-118 (in words), else 512
+    ncq_depth: int = 0  # word 76 bit 8 (NCQ supported) -> word 75 bits 4:0 + 1, else 0
 
     @classmethod
     def parse(cls, raw: bytes) -> "AtaIdentify":
@@ -77,7 +79,9 @@ class AtaIdentify:
         logical = 512
         if w[106] & 0xC000 == 0x4000 and w[106] & (1 << 12):
             logical = 2 * (w[117] | w[118] << 16)
-        return cls(_ata_string(raw[20:40]), _ata_string(raw[46:54]), _ata_string(raw[54:94]), lba48, sectors, logical)
+        ncq = (w[75] & 0x1F) + 1 if w[76] not in (0, 0xFFFF) and w[76] & (1 << 8) else 0
+        return cls(_ata_string(raw[20:40]), _ata_string(raw[46:54]), _ata_string(raw[54:94]), lba48, sectors, logical,
+                   ncq)
 
 
 class AhciPort:

@@ -372,6 +372,17 @@ class Region:
         if store and not self._writable:
             raise AccessDenied("region is read-only; map it with writable=True", device=self._name, offset=offset)
 
+    def read_many(self, spans: list[tuple[int, int]]) -> bytes:
+        """The bytes of several (offset, length) spans, concatenated with one copy where the window
+        is host memory (a bounce buffer's slots). Raises RegionOutOfRange, HardwareError."""
+        for offset, n in spans:
+            self._check_span(offset, n, store=False)
+        view = self._backend.buffer()
+        if view is None:
+            return b"".join(self._backend.read_bytes(self._base + o, n) for o, n in spans)
+        base = self._base
+        return b"".join([view[base + o : base + o + n] for o, n in spans])
+
     def read(self, offset: int, n: int) -> bytes:
         """Copy *n* bytes out (memory windows; not for registers). Raises RegionOutOfRange, HardwareError."""
         self._check_span(offset, n, store=False)

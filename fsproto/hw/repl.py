@@ -32,9 +32,10 @@ def namespace() -> dict[str, Any]:
 
     ns: dict[str, Any] = {name: getattr(vocab, name) for name in vocab.__all__}
     from fsproto.hw.backends.qtest import QtestMachine
+    from fsproto.hw.interrupts import wait_irq  # wait_irq(VfioDevice(bdf).enable_msix(2)[1], timeout=1.0)
 
     ns.update(hw=hw, QtestMachine=QtestMachine, NVME=NVME, AHCI_HBA=AHCI_HBA, AHCI_PORT=AHCI_PORT, PCI_CONFIG=PCI_CONFIG,
-              ahci_port=ahci_port, nvme_with_doorbells=nvme_with_doorbells, Region=hw.Region)
+              ahci_port=ahci_port, nvme_with_doorbells=nvme_with_doorbells, Region=hw.Region, wait_irq=wait_irq)
     return ns
 
 

@@ -11,8 +11,12 @@ Region's single-load/single-store views; otherwise (and for config space) every 
 sized ioread/iowrite (hardware.md 2.6). DMA buffers are :func:`fsproto.hw.memory.malloc`
 memory; ``device_addr`` is the IOVA, chosen inside the IOMMU's reported usable ranges.
 
-Limits: type1 containers (no iommufd cdev), one device per container, no interrupts, no
-noiommu mode (Debian kernels lack CONFIG_VFIO_NOIOMMU, see the spec). Needs root (or a
+Interrupts: :meth:`VfioDevice.enable_msix` asks the kernel (``VFIO_DEVICE_SET_IRQS``) to
+program the function's MSI-X table and signal one eventfd per vector
+(:class:`fsproto.hw.interrupts.EventfdInterrupt`).
+
+Limits: type1 containers (no iommufd cdev), one device per container, MSI-X only (no MSI or
+INTx), no noiommu mode (Debian kernels lack CONFIG_VFIO_NOIOMMU, see the spec). Needs root (or a
 chown'ed /dev/vfio/N) and enough RLIMIT_MEMLOCK for the mapped buffers.
 """
 
@@ -22,24 +26,30 @@ import ctypes
 import mmap as _mmap
 import os
 import struct
+from typing import TYPE_CHECKING
 
 from fsproto.errors import AccessDenied, HardwareError, HardwareNotFound, RegionOutOfRange
 from fsproto.hw.backends.base import Backend, DirectBufferBackend
 from fsproto.hw.memory import DmaBuffer, HostBuffer, malloc
 from fsproto.hw.pci import PciFunction, normalize_bdf
 from fsproto.hw.region import Region
+
+if TYPE_CHECKING:
+    from fsproto.hw.interrupts import EventfdInterrupt
 from fsproto.hw.safety import SYSFS_PCI, driver_of
 
 # include/uapi/linux/vfio.h: _IO(VFIO_TYPE ';', VFIO_BASE 100 + n)
 _IO = lambda n: (ord(";") << 8) | (100 + n)  # noqa: E731
 VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU = _IO(0), _IO(1), _IO(2)
 VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_GET_DEVICE_FD = _IO(3), _IO(4), _IO(6)
-VFIO_DEVICE_GET_REGION_INFO = _IO(8)
+VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS = _IO(8), _IO(9), _IO(10)
 VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA = _IO(12), _IO(13), _IO(14)
 VFIO_API_VERSION, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU = 0, 1, 3
 VFIO_GROUP_FLAGS_VIABLE = 1
 VFIO_REGION_INFO_FLAG_MMAP = 4
 VFIO_PCI_CONFIG_REGION_INDEX = 7
+VFIO_PCI_MSIX_IRQ_INDEX = 2
+VFIO_IRQ_SET_DATA_NONE, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 0, 1 << 2, 1 << 5
 VFIO_DMA_MAP_FLAG_READ_WRITE = 3
 VFIO_IOMMU_INFO_CAPS = 2
 VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1
@@ -258,12 +268,53 @@ class VfioDevice:
         self._regions.append(region)
         return region
 
+    def enable_msix(self, count: int) -> list["EventfdInterrupt"]:
+        """MSI-X vectors 0..count-1, each signalling its own eventfd (VFIO_DEVICE_SET_IRQS).
+
+        Raises HardwareNotFound (no MSI-X, or fewer vectors than asked), HardwareError.
+        """
+        from fsproto.hw.interrupts import EventfdInterrupt
+
+        info = (ctypes.c_char * 16).from_buffer_copy(struct.pack("<IIII", 16, 0, VFIO_PCI_MSIX_IRQ_INDEX, 0))
+        _ioctl(self.fd, VFIO_DEVICE_GET_IRQ_INFO, info, "VFIO_DEVICE_GET_IRQ_INFO (MSI-X)", self.bdf)
+        available = struct.unpack_from("<IIII", info)[3]
+        if available < count:
+            raise HardwareNotFound(f"{count} MSI-X vectors asked for; the function has {available}", device=self.bdf)
+        self.disable_msix()
+        irqs = [EventfdInterrupt(v, f"{self.bdf} MSI-X {v}") for v in range(count)]
+        arg = struct.pack("<IIIII", 20 + 4 * count, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                          VFIO_PCI_MSIX_IRQ_INDEX, 0, count) + struct.pack(f"<{count}i", *(i.fd for i in irqs))
+        try:
+            _ioctl(self.fd, VFIO_DEVICE_SET_IRQS, (ctypes.c_char * len(arg)).from_buffer_copy(arg),
+                   "VFIO_DEVICE_SET_IRQS (MSI-X eventfds)", self.bdf)
+        except BaseException:
+            for i in irqs:
+                i.close()
+            raise
+        self._irqs = irqs
+        return irqs
+
+    def disable_msix(self) -> None:
+        """Turn MSI-X off again (a no-op when it is off) and close the eventfds. Raises HardwareError."""
+        irqs, self._irqs = getattr(self, "_irqs", []), []
+        if irqs and self.fd >= 0:
+            arg = struct.pack("<IIIII", 20, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+                              VFIO_PCI_MSIX_IRQ_INDEX, 0, 0)
+            _ioctl(self.fd, VFIO_DEVICE_SET_IRQS, (ctypes.c_char * 20).from_buffer_copy(arg),
+                   "VFIO_DEVICE_SET_IRQS (MSI-X off)", self.bdf)
+        for i in irqs:
+            i.close()
+
     def malloc(self, size: int) -> VfioBuffer:
         """DMA memory mapped at a fresh IOVA. Raises HardwareError, AccessDenied (memlock)."""
         return VfioBuffer(self, size)
 
     def close(self) -> None:
-        """Unmap every buffer, close regions and fds; idempotent."""
+        """Turn interrupts off, unmap every buffer, close regions and fds; idempotent."""
+        try:
+            self.disable_msix()
+        except HardwareError:
+            pass
         for buf in list(self._buffers):
             try:
                 buf.free()

@@ -9,7 +9,11 @@ know where they run (hardware.md 6.1):
   through sysfs ``resourceN``, DMA memory from :func:`fsproto.hw.memory.malloc` with pagemap
   physical addresses (needs root with CAP_SYS_ADMIN and no translating IOMMU, hardware.md 2.5).
 * :func:`vfio` -- a function bound to ``vfio-pci`` behind an IOMMU (type1): see
-  :mod:`fsproto.hw.vfio`.
+  :mod:`fsproto.hw.vfio`; MSI-X vectors arrive as eventfds, and block devices wait on them.
+
+``Attachment.interrupts(n)`` gives waiters for MSI-X vectors 1..n (one per I/O queue) where the
+backend can deliver them: eventfds under vfio, messages into guest RAM under qtest (polled, so
+only for tests and bring-up; qtest block devices poll the queues). uio has none (INTx only).
 
 Limits: the uio path does not rebind drivers itself (``SysfsPci.rebind`` does, refused while a
 kernel driver or a mount owns the function unless forced).
@@ -42,6 +46,10 @@ class Attachment:
     closers: list[Callable[[], None]] = field(default_factory=list)
     machine: object | None = None  # the QtestMachine, when there is one (tests read its trace)
     image_fd: int | None = None  # the qtest image, held open so fsproto's device locks can flock it
+    # (n) -> one waiter for each of MSI-X vectors 1..n (vector 0 is the admin queue's: it fires,
+    # but admin completions are polled); None where the backend cannot deliver interrupts (uio).
+    interrupts: Callable[[int], list] | None = None  # type: ignore[type-arg]
+    interrupts_by_default: bool = False  # vfio: the block device waits on interrupts unless told not to
 
     def close(self) -> None:
         """Release everything in reverse order; idempotent, never raises."""
@@ -53,11 +61,14 @@ class Attachment:
 
 
 def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: str = "fsproto",
-          read_only: bool = False, device_props: str = "", trace: Sequence[str] = (), memory_mb: int = 256) -> Attachment:
+          read_only: bool = False, device_props: str = "", trace: Sequence[str] = (), memory_mb: int = 256,
+          namespaces: Sequence[str] = ()) -> Attachment:
     """A QEMU machine whose *controller* (``nvme`` or ``ahci``) has *image* as its disk.
 
     *device_props* are extra ``-device`` properties (``logical_block_size=4096``); *trace* names
     QEMU trace events (``pci_nvme_mmio_write``...) written to ``machine.trace_path``.
+    *namespaces* (NVMe) are QEMU ``-drive`` option strings of further namespaces 2, 3, ...
+    (``driver=null-co,size=1M,latency-ns=300000000,read-zeroes=on``: a slow one).
     Raises DeviceNotFound (no image), UsageError, HardwareNotFound (no QEMU), QtestError.
     """
     from fsproto.hw.backends.qtest import QtestMachine
@@ -70,9 +81,15 @@ def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: st
     # Read-only: NVMe takes a read-only drive; ide-hd refuses one, so AHCI gets a snapshot
     # (writes would go to a temporary overlay): either way nothing can reach the image.
     ro = (",readonly=on" if controller == "nvme" else ",snapshot=on") if read_only else ""
-    drive = f"file={path},if=none,id=d0,format=raw,cache=writeback{ro}"
+    drive = f"file={path},if=none,id=d0,format=raw,cache=writeback,discard=unmap{ro}"  # trim punches holes
     extra = f",{device_props}" if device_props else ""
-    if controller == "nvme":
+    if controller == "nvme" and namespaces:
+        devices = ["-drive", drive, "-device", f"nvme,id=nvme0,serial={serial},addr={NVME_BDF[3:]}{extra}",
+                   "-device", "nvme-ns,drive=d0,bus=nvme0,nsid=1"]
+        for i, more in enumerate(namespaces, 2):
+            devices += ["-drive", f"{more},if=none,id=d{i}", "-device", f"nvme-ns,drive=d{i},bus=nvme0,nsid={i}"]
+        bdf, bar_index = NVME_BDF, 0
+    elif controller == "nvme":
         devices = ["-drive", drive, "-device", f"nvme,serial={serial},drive=d0,addr={NVME_BDF[3:]}{extra}"]
         bdf, bar_index = NVME_BDF, 0
     elif controller == "ahci":
@@ -89,8 +106,14 @@ def qtest(image: str | os.PathLike[str], *, controller: str = "nvme", serial: st
         machine.close()
         raise
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def msix(n: int) -> list:  # type: ignore[type-arg]
+        from fsproto.hw.interrupts import qtest_msix
+
+        return qtest_msix(machine, fn, bar, n + 1)[1:]
+
     return Attachment(f"{controller}:qtest:{path}", fn, bar, lambda n: machine.malloc(n, align=4096),
-                      [lambda: os.close(fd), machine.close], machine, fd)
+                      [lambda: os.close(fd), machine.close], machine, fd, msix if controller == "nvme" else None)
 
 
 def uio(bdf: str, bar_index: int, *, force: bool = False) -> Attachment:
@@ -157,4 +180,5 @@ def vfio(bdf: str, bar_index: int) -> Attachment:
     except BaseException:
         dev.close()
         raise
-    return Attachment(f"vfio:{dev.bdf}", dev.pci, bar, dev.malloc, [dev.close])
+    return Attachment(f"vfio:{dev.bdf}", dev.pci, bar, dev.malloc, [dev.close],
+                      interrupts=lambda n: dev.enable_msix(n + 1)[1:], interrupts_by_default=True)
