@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from fsproto.cli import fs_actions as actions
+from fsproto.cli import render
 from fsproto.cli.common import one_line, progress_bar
 from fsproto.errors import EXIT_OK, UsageError
+from fsproto.vfs import FileStat
 
 # Options shared by every verb that opens a filesystem.
 _format_option = click.option(
@@ -41,36 +39,54 @@ def _show_progress() -> bool:
     return sys.stderr.isatty()
 
 
+_json_option = click.option("--json", "as_json", is_flag=True,
+                            help="JSON instead of a table (ls: one object per line).")
+
+
+def _modified(mtime_ns: int, cache: dict[int, str]) -> str:
+    """Local time as the table prints it; one strftime per distinct second (listings share dates)."""
+    second = mtime_ns // 1_000_000_000
+    text = cache.get(second)
+    if text is None:
+        text = cache[second] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+    return text
+
+
+def ls_record(st: FileStat, cache: dict[int, str]) -> dict[str, Any]:
+    """One entry as ``ls --json`` prints it: the table's columns plus the rest of the stat."""
+    return {"name": st.name, "is_dir": st.is_dir, "size": st.size, "modified": _modified(st.mtime_ns, cache),
+            "mtime_ns": st.mtime_ns, "alloc_bytes": st.alloc_bytes, "perm": f"{st.mode:04o}", "nlink": st.nlink,
+            "extra": dict(st.extra)}
+
+
 @click.command("ls")
 @click.argument("device")
 @click.argument("path", default="/")
 @click.option("-l", "long", is_flag=True, help="Long listing: size, date and format attributes.")
+@_json_option
 @_format_option
 @_view_options
-def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None, codepage: str | None) -> int:
+def ls_cmd(device: str, path: str, long: bool, as_json: bool, fmt_name: str, text: bool | None,
+           codepage: str | None) -> int:
     """List the files of DEVICE (an image, a block device, or IMAGE@N for a partition)."""
     with actions.open_fs(device, fmt_name=fmt_name, **_view(text, codepage)) as s:
         entries = actions.list_entries(s.fs, actions.as_path(path))
-        if not long:
-            for st in entries:
-                click.echo(one_line(st.name) + ("/" if st.is_dir else ""))  # names come from the image
-            return EXIT_OK
-        extra_keys: list[str] = []
-        for st in entries:
-            for k in st.extra:
-                if k not in extra_keys:
-                    extra_keys.append(k)
-        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        table.add_column("name")
-        for k in extra_keys:
-            table.add_column(k, justify="right")
-        table.add_column("size", justify="right")
-        table.add_column("modified")
-        for st in entries:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.mtime_ns / 1e9))
-            row = [escape(one_line(st.name)) + ("/" if st.is_dir else "")] + [st.extra.get(k, "") for k in extra_keys]
-            table.add_row(*row, str(st.size), when)
-        Console(soft_wrap=True).print(table)
+    cache: dict[int, str] = {}
+    if as_json:
+        render.write_lines(render.json_line(ls_record(st, cache)) for st in entries)
+        return EXIT_OK
+    if not long:  # names come from the image: one line each, control characters escaped
+        render.write_lines(one_line(st.name) + ("/" if st.is_dir else "") for st in entries)
+        return EXIT_OK
+    extra_keys: dict[str, None] = {}
+    for st in entries:
+        for k in st.extra:
+            extra_keys.setdefault(k, None)
+    headers = ["name", *extra_keys, "size", "modified"]
+    rows = [[one_line(st.name) + ("/" if st.is_dir else ""), *(one_line(st.extra.get(k, "")) for k in extra_keys),
+             str(st.size), _modified(st.mtime_ns, cache)] for st in entries]
+    render.write_lines(render.table_lines(headers, rows, right=range(1, len(headers) - 1),
+                                          bold_header=render.is_terminal()))
     return EXIT_OK
 
 
