@@ -9,10 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import BinaryIO, Iterator
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from fsproto.cli.common import progress_bar
 from fsproto.errors import GeometryError, OutOfRange, UsageError
@@ -28,11 +25,17 @@ from fsproto.rawdev import (
     summarise,
 )
 
+if TYPE_CHECKING:  # rich is imported where a table is drawn: most commands never need it
+    from rich.console import Console
+    from rich.table import Table
+
 MAX_HEXDUMP_BYTES = 64 << 20  # a hexdump of more than this is a mistake, not a request
 
 
 def console() -> Console:
     """A console on the current stdout (tests swap it); wide enough for GUIDs when piped."""
+    from rich.console import Console
+
     c = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     if not c.is_terminal:
         c = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=160)
@@ -62,6 +65,8 @@ def _kind(spec: str, partition: int | None) -> str:
 
 def partition_table_view(table: PartitionTable) -> Table:
     """The table as fdisk -l would show it, plus GPT names and GUIDs."""
+    from rich.table import Table
+
     title = f"{table.scheme.upper()} partition table, disk id {table.disk_id}, {table.sector_size}-byte sectors"
     t = Table(title=title, title_justify="left")
     for col, just in (("#", "right"), ("Start", "right"), ("End", "right"), ("Sectors", "right"),
@@ -148,6 +153,8 @@ def hexdump(spec: str, *, lba: int, count: int, partition: int | None, block_siz
 # -- trace -------------------------------------------------------------------------------------
 def trace(path: str, *, summary: bool) -> int:
     """Print a trace file's records, or a per-op summary. Raises FormatError, DeviceNotFound."""
+    from rich.table import Table
+
     header, records = read_trace(path)
     out = console()
     if not summary:

@@ -229,8 +229,26 @@ def decode_date(raw: bytes, century: bool) -> tuple[int, int, int, int, int, int
     return (2000 if century else 1900) + yy, mm, dd, hh, mi, ss
 
 
+_DATE_CACHE: dict[tuple, int] = {}
+_DATE_CACHE_MAX = 4096
+
+
 def date_to_ns(raw: bytes, century: bool) -> int:
-    """The FST date as ns since the epoch (the date is local time); 0 when it is not a valid date."""
+    """The FST date as ns since the epoch (the date is local time); 0 when it is not a valid date.
+
+    Memoised (a listing decodes the same few dates thousands of times; mktime is the cost),
+    keyed also on the time zone so a changed ``TZ`` (after ``time.tzset()``) is honoured.
+    """
+    key = (raw, century, time.tzname, time.timezone)
+    ns = _DATE_CACHE.get(key)
+    if ns is None:
+        if len(_DATE_CACHE) >= _DATE_CACHE_MAX:
+            _DATE_CACHE.clear()
+        ns = _DATE_CACHE[key] = _date_to_ns(raw, century)
+    return ns
+
+
+def _date_to_ns(raw: bytes, century: bool) -> int:
     try:
         y, mo, d, h, mi, s = decode_date(raw, century)
         if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 62):

@@ -55,7 +55,13 @@ class FatTable:
 
     def _count_free(self) -> int:
         if self.fat_type == 32:
-            return sum(1 for v in self.entries[2:] if not v & layout.FAT32_MASK)
+            entries = self.entries[2:]
+            # Usually no entry has its 4 reserved top bits set, and then a free entry is a zero
+            # word, counted in C; checking that is one pass over each entry's top byte.
+            top = entries.tobytes()[3::4] if sys.byteorder == "little" else entries.tobytes()[0::4]
+            if not top.translate(None, bytes(range(16))):
+                return entries.count(0)
+            return sum(1 for v in entries if not v & layout.FAT32_MASK)
         return self.entries.count(0) - (self.entries[0] == 0) - (self.entries[1] == 0)
 
     # -- entries ---------------------------------------------------------------------------
