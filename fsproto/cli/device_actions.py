@@ -86,8 +86,33 @@ def partition_table_view(table: PartitionTable) -> Table:
     return t
 
 
-def info(spec: str, *, partition: int | None, force: bool) -> int:
+def info_record(spec: str, *, partition: int | None, force: bool) -> dict:
+    """``info --json``: what the text shows, as data (partition sizes in sectors and bytes)."""
+    with open_device(spec, partition=partition, force=force, block_size=None) as dev:
+        rec: dict = {"device": dev.name, "kind": _kind(spec, partition), "size": dev.size,
+                     "sector_size": dev.block_size, "sectors": dev.num_blocks}
+        if isinstance(dev, RawDevice):
+            rec["node"] = dev.dev_id
+            rec["opened"] = "exclusively" if dev.exclusive else "forced"
+        table = read_partition_table(dev)
+    if table is None:
+        rec["partition_table"] = None
+        return rec
+    rec["partition_table"] = {
+        "scheme": table.scheme, "disk_id": table.disk_id, "sector_size": table.sector_size, "notes": list(table.notes),
+        "partitions": [{"number": p.number, "start": p.start, "end": p.end, "sectors": p.size,
+                        "size_bytes": p.size_bytes, "type": p.type, "type_name": p.type_name, "kind": p.kind,
+                        "bootable": p.bootable, "name": p.name, "uuid": p.uuid} for p in table.partitions]}
+    return rec
+
+
+def info(spec: str, *, partition: int | None, force: bool, as_json: bool = False) -> int:
     """Print size, sector size and partition table of *spec*. Raises the opening and table errors."""
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(info_record(spec, partition=partition, force=force), ensure_ascii=False) + "\n")
+        return 0
     out = console()
     with open_device(spec, partition=partition, force=force, block_size=None) as dev:
         out.print(f"device:      {dev.name} ({_kind(spec, partition)})")

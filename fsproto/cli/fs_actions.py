@@ -319,6 +319,16 @@ def dump_metadata(device: str, *, fmt_name: str, path: str | None) -> str:
         dev.close()
 
 
+def dump_metadata_data(device: str, *, fmt_name: str, path: str | None) -> dict[str, Any]:
+    """The same decode as :func:`dump_metadata`, as data (``dump --json``)."""
+    dev = open_device(device)
+    try:
+        fmt = formats.detect(dev, fmt_name)
+        return fmt.dump_data(dev, path)
+    finally:
+        dev.close()
+
+
 def _join(directory: str, name: str) -> str:
     if name.startswith("/"):
         return name
@@ -339,6 +349,7 @@ __all__ = [
     "cat_file",
     "check_filesystem",
     "dump_metadata",
+    "dump_metadata_data",
     "get_files",
     "list_entries",
     "make_filesystem",

@@ -12,6 +12,7 @@ from fsproto.cli import fs_actions as actions
 from fsproto.cli import render
 from fsproto.cli.common import one_line, progress_bar
 from fsproto.errors import EXIT_OK, UsageError
+from fsproto.formats.base import FsckReport
 from fsproto.vfs import FileStat
 
 # Options shared by every verb that opens a filesystem.
@@ -193,22 +194,31 @@ def mv_cmd(device: str, old: str, new: str, fmt_name: str, force: bool) -> int:
 @click.command("dump")
 @click.argument("device")
 @click.argument("path", required=False)
+@_json_option
 @_format_option
-def dump_cmd(device: str, path: str | None, fmt_name: str) -> int:
+def dump_cmd(device: str, path: str | None, as_json: bool, fmt_name: str) -> int:
     """Decode the metadata of DEVICE (label, directory; pointer blocks of PATH when given)."""
-    click.echo(actions.dump_metadata(device, fmt_name=fmt_name, path=actions.as_path(path) if path else None))
+    where = actions.as_path(path) if path else None
+    if as_json:
+        click.echo(render.json_line(actions.dump_metadata_data(device, fmt_name=fmt_name, path=where)))
+    else:
+        click.echo(actions.dump_metadata(device, fmt_name=fmt_name, path=where))
     return EXIT_OK
 
 
 @click.command("fsck")
 @click.argument("device")
 @click.option("--repair", is_flag=True, help="Fix what is repairable (writes to DEVICE).")
+@_json_option
 @_format_option
 @_force_option
-def fsck_cmd(device: str, repair: bool, fmt_name: str, force: bool) -> int:
+def fsck_cmd(device: str, repair: bool, as_json: bool, fmt_name: str, force: bool) -> int:
     """Check DEVICE; exit status is e2fsck's bitmask (0 clean, 1 fixed, 4 left uncorrected, 8 error, 16 usage)."""
     with progress_bar("checking", enabled=_show_progress()) as progress:
         report = actions.check_filesystem(device, fmt_name=fmt_name, repair=repair, force=force, progress=progress)
+    if as_json:
+        click.echo(render.json_line(fsck_record(device, report)))
+        return report.exit_status
     for problem in report.problems:
         click.echo(str(problem))
     errors = len(report.errors)
@@ -217,6 +227,15 @@ def fsck_cmd(device: str, repair: bool, fmt_name: str, force: bool) -> int:
     verdict = "clean" if report.clean else "NOT clean"
     click.echo(f"{device}: {verdict}: {errors} error(s), {fixed} fixed" + (f"; {summary}" if summary else ""))
     return report.exit_status
+
+
+def fsck_record(device: str, report: FsckReport) -> dict[str, Any]:
+    """``fsck --json``: the verdict line's figures, the summary and every problem."""
+    return {"device": device, "clean": report.clean, "exit_status": report.exit_status,
+            "errors": len(report.errors), "fixed": sum(1 for p in report.problems if p.fixed),
+            "summary": dict(report.summary),
+            "problems": [{"severity": p.severity, "code": p.code, "message": p.message, "fixed": p.fixed}
+                         for p in report.problems]}
 
 
 @click.command("mkfs")

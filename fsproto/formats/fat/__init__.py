@@ -60,5 +60,10 @@ class FatFormat(Format):
 
         return dump(dev, path)
 
+    def dump_data(self, dev: BlockDevice, path: str | None = None) -> dict[str, Any]:
+        from fsproto.formats.fat.dump import dump_data
+
+        return dump_data(dev, path)
+
 
 FORMAT = FatFormat()
