@@ -41,3 +41,31 @@ def test_readinto_refuses_partial_blocks_and_the_end(image: Path) -> None:
             dev.readinto(0, bytearray(dev.block_size + 1))
         with pytest.raises(OutOfRange):
             dev.readinto(dev.num_blocks - 1, bytearray(2 * dev.block_size))
+
+
+def test_fat_readinto_equals_read_at_any_offset(tmp_path: Path) -> None:
+    """The FAT view's in-place read (aligned runs via the device, unaligned ends copied) returns
+    the bytes read() does, for a file mtools wrote over non-contiguous clusters."""
+    import random
+    import subprocess
+
+    from fsproto.formats.fat import FORMAT
+
+    img = tmp_path / "fat.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["mkfs.vfat", "-F", "16", "-s", "1", str(img)], check=True, capture_output=True)
+    for name, size in (("a.bin", 3000), ("b.bin", 70_001), ("a2.bin", 5)):
+        (tmp_path / name).write_bytes(os.urandom(size))
+        subprocess.run(["mcopy", "-i", str(img), str(tmp_path / name), "::/"], check=True)
+    subprocess.run(["mdel", "-i", str(img), "::/a.bin"], check=True)
+    (tmp_path / "c.bin").write_bytes(os.urandom(200_003))  # fills the hole a.bin left, then more
+    subprocess.run(["mcopy", "-i", str(img), str(tmp_path / "c.bin"), "::/"], check=True)
+    rnd = random.Random(5)
+    with ImageFile(img) as dev, FORMAT.open(dev) as fs:
+        for name, data in (("/b.bin", (tmp_path / "b.bin").read_bytes()), ("/c.bin", (tmp_path / "c.bin").read_bytes())):
+            for _ in range(200):
+                off, n = rnd.randrange(len(data) + 10), rnd.randrange(1, 70_000)
+                buf = bytearray(n)
+                got = fs.readinto(name, off, buf)
+                assert bytes(buf[:got]) == fs.read(name, off, n) == data[off : off + n]

@@ -50,21 +50,22 @@ def make_tree(root: Path, total: int, seed: int = 1) -> int:
     return sum(sizes)
 
 
-def copy_out_fsproto(fs: Filesystem, path: str, dest: Path) -> int:
+def copy_out_fsproto(fs: Filesystem, path: str, dest: Path, buf: memoryview | None = None) -> int:
     """Recursive copy-out through the Filesystem interface (what `fsproto get` does per file)."""
+    buf = buf if buf is not None else memoryview(bytearray(CHUNK))
     done = 0
     dest.mkdir(exist_ok=True)
     for st in fs.listdir(path):
         p = path.rstrip("/") + "/" + st.name
         if st.is_dir:
-            done += copy_out_fsproto(fs, p, dest / st.name)
+            done += copy_out_fsproto(fs, p, dest / st.name, buf)
             continue
         with open(dest / st.name, "wb") as out:
             off = 0
-            while off < st.size:
-                chunk = fs.read(p, off, min(CHUNK, st.size - off))
-                out.write(chunk)
-                off += len(chunk)
+            while off < st.size:  # one reused buffer, as fs_actions._stream does for `get`
+                n = fs.readinto(p, off, buf[: min(CHUNK, st.size - off)])
+                out.write(buf[:n])
+                off += n
         done += st.size
     return done
 

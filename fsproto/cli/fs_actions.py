@@ -88,9 +88,22 @@ def _stream(fs: Filesystem, path: str, size: int, sink: Callable[[bytes], Any],
             on_bytes: Callable[[int], None] | None = None) -> int:
     """Read *path* in COPY_CHUNK pieces into *sink*; returns the bytes copied.
 
-    *on_bytes* is called with the bytes copied so far after each piece.
+    *on_bytes* is called with the bytes copied so far after each piece. A format that reads in
+    place (``readinto`` overridden) fills one reused buffer: no megabyte allocated per piece,
+    which is what made a copy-out slower than mcopy (fresh mmap'd pages faulted in each time).
     """
     offset = 0
+    if type(fs).readinto is not Filesystem.readinto:
+        buf = memoryview(bytearray(min(COPY_CHUNK, max(size, 1))))
+        while offset < size:
+            n = fs.readinto(path, offset, buf[: min(len(buf), size - offset)])
+            if not n:
+                break
+            sink(buf[:n])
+            offset += n
+            if on_bytes:
+                on_bytes(offset)
+        return offset
     while offset < size:
         chunk = fs.read(path, offset, min(COPY_CHUNK, size - offset))
         if not chunk:
