@@ -16,10 +16,12 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
         yield lambda done, total: None
         return
     # Imported here: rich.progress costs ~20 ms, and only a terminal ever sees a bar.
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
+    # On stderr, as promised: rich's default console is stdout, which `get`/`cat` may be piping.
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
