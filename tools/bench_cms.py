@@ -109,13 +109,15 @@ def _read_fs(fs, name: str, chunk: int, total: int) -> float:
 READ_CHUNKS = (128 * 1024, MIB)
 
 
-def make_read_image(img: Path, size_mib: int) -> None:
+def make_read_image(img: Path, size_mib: int, names: tuple[str, ...] = ("/BIG.V", "/BIG.F")) -> None:
     """/BIG.V (V, 1 MiB writes: 65535-byte records) and /BIG.F (F 4096), SIZE MiB each."""
     dev = ImageFile.create(img, 2 * size_mib * MIB + 64 * MIB, block_size=512)
     FORMAT.mkfs(dev, block_size=4096, label="BENCH")
     fs = FORMAT.open(dev)
     payload = os.urandom(MIB)
     for name, f in (("/BIG.V", False), ("/BIG.F", True)):
+        if name not in names:
+            continue
         fs.create(name)
         if f:
             fs.setxattr(name, "user.record_format", b"F")
@@ -126,7 +128,7 @@ def make_read_image(img: Path, size_mib: int) -> None:
     dev.close()
 
 
-def _read_child(where: str, size_mib: int, rounds: int, tuned: bool) -> dict[str, float]:
+def _read_child(where: str, size_mib: int, rounds: int, tuned: bool, v_only: bool = False) -> dict[str, float]:
     """MB/s of raw pread and of each file read through the fsproto this process imports.
 
     The child writes the image first, as the benchmark always did: a process that has written
@@ -148,14 +150,15 @@ def _read_child(where: str, size_mib: int, rounds: int, tuned: bool) -> dict[str
 
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         img = Path(tmp) / "bench.img"
-        make_read_image(img, size_mib)
+        names = ("/BIG.V",) if v_only else ("/BIG.V", "/BIG.F")
+        make_read_image(img, size_mib, names)
         os.system("sync")
         dev = ImageFile(img, block_size=512)
         for _ in range(rounds):
             for chunk in READ_CHUNKS:
                 k = chunk // 1024
                 keep(f"raw {k}", _read_raw(img, chunk, total))
-                for name in ("/BIG.V", "/BIG.F"):
+                for name in names:
                     fs = FORMAT.open(dev)
                     keep(f"{name} {k}", _read_fs(fs, name, chunk, total))
                     keep(f"{name} {k} warm", _read_fs(fs, name, chunk, total))
@@ -172,22 +175,24 @@ def bench_read(size_mib: int, where: str, rev: str | None, rounds: int) -> None:
             from benchutil import extract_tree
 
             trees = {f"@{rev}": extract_tree(rev, Path(tmp)), "this tree": ROOT}
-        for tuned in (False, True):
+        for tuned, v_only in ((False, False), (True, False), (False, True)):
             best: dict[str, dict[str, float]] = {t: {} for t in trees}
             for _ in range(2):  # two child runs per tree, alternating
                 for label, tree in trees.items():
                     env = dict(os.environ, **{_TREE_ENV: str(tree)})
                     res = subprocess.run([sys.executable, __file__, "--read-child", "--size-mib", str(size_mib),
-                                          "--dir", where, "--repeat", str(rounds)] + (["--tuned"] if tuned else []),
+                                          "--dir", where, "--repeat", str(rounds)] + (["--tuned"] if tuned else [])
+                                         + (["--v-only"] if v_only else []),
                                          env=env, check=True, capture_output=True, text=True)
                     for k, v in json.loads(res.stdout).items():
                         best[label][k] = max(best[label].get(k, 0.0), v)
-            print(f"sequential read of a {size_mib} MiB file, offline, in the process that wrote it, best of"
+            print(f"sequential read of a {size_mib} MiB file, offline, in the process that wrote it"
+                  f"{' (only the V file written: another heap history)' if v_only else ''}, best of"
                   f" {2 * rounds}; ratio = file MB/s / raw pread MB/s of the image, same process"
                   f"{'; after mallopt(M_MMAP_THRESHOLD=64 MiB) as the daemon does' if tuned else '; default malloc'}")
             for chunk in READ_CHUNKS:
                 k = chunk // 1024
-                for name in ("/BIG.V", "/BIG.F"):
+                for name in (("/BIG.V",) if v_only else ("/BIG.V", "/BIG.F")):
                     for warm, what in (("", "fresh open"), (" warm", "index built")):
                         cells = []
                         for label in trees:
@@ -302,12 +307,13 @@ def main() -> None:
     ap.add_argument("--write-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--read-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--v-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.write_child:
         print(json.dumps(_write_child(args.size_mib, args.dir)))
         return
     if args.read_child:
-        print(json.dumps(_read_child(args.dir, args.size_mib, args.repeat, args.tuned)))
+        print(json.dumps(_read_child(args.dir, args.size_mib, args.repeat, args.tuned, args.v_only)))
         return
     if args.only in (None, "fst"):
         bench_fst()
