@@ -136,6 +136,9 @@ class FatTable:
                 c += k
                 step *= 2
                 continue
+            if k > 1 and succ is not None:  # the run ends inside the slice: halve towards its end
+                step = max(1, k // 2)
+                continue
             step = _RUN_PROBE
             nxt = ent[c] & mask
             if nxt >= eoc_min:
