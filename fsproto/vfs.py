@@ -76,6 +76,17 @@ class Filesystem(abc.ABC):
         Raises NotFound, IsADirectory, FormatError.
         """
 
+    def readinto(self, path: str, offset: int, buf: bytearray | memoryview) -> int:
+        """:meth:`read` of up to ``len(buf)`` bytes into *buf*; returns the count (short only at
+        end of file). Optional: this default copies a :meth:`read`; a format that can read in
+        place overrides it, so a copy loop reuses one buffer instead of allocating per call.
+
+        Raises NotFound, IsADirectory, FormatError.
+        """
+        data = self.read(path, offset, len(buf))
+        memoryview(buf)[: len(data)] = data
+        return len(data)
+
     def write(self, path: str, offset: int, data: bytes) -> int:
         """Write *data* at *offset*, extending the file (gaps read as zeros); returns len(data).
 

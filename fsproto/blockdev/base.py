@@ -82,6 +82,33 @@ class BlockDevice(abc.ABC):
             return b""
         return self._read(lba, count)
 
+    def readinto(self, lba: int, buf: bytearray | memoryview) -> int:
+        """Read ``len(buf) // block_size`` blocks starting at *lba* into *buf* (a writable buffer
+        whose length is a multiple of block_size); returns the bytes read.
+
+        For callers that reuse one buffer: a fresh multi-megabyte ``bytes`` per read is what
+        big reads cost (glibc hands such sizes out as new mmap'd pages, faulted in on every
+        call), not the system call. Raises like :meth:`read`, DeviceError for a partial block.
+        """
+        self._check_open()
+        if len(buf) % self._block_size:
+            raise DeviceError(
+                f"read into {len(buf)} bytes is not a multiple of the block size {self._block_size}",
+                device=self._name,
+                lba=lba,
+            )
+        count = len(buf) // self._block_size
+        self._check_range(lba, count)
+        if count * self._block_size > MAX_REQUEST_BYTES:
+            raise UsageError(
+                f"read of {count} blocks exceeds the {MAX_REQUEST_BYTES >> 20} MiB request limit; read in chunks",
+                device=self._name,
+                lba=lba,
+            )
+        if count:
+            self._readinto(lba, buf)
+        return count * self._block_size
+
     def write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
         """Write whole blocks starting at *lba*; ``len(data)`` must be a multiple of block_size.
 
@@ -161,6 +188,10 @@ class BlockDevice(abc.ABC):
 
     @abc.abstractmethod
     def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None: ...
+
+    def _readinto(self, lba: int, buf: bytearray | memoryview) -> None:
+        """Fill *buf* from *lba* (checked by the caller); devices that can read in place override it."""
+        buf[:] = self._read(lba, len(buf) // self._block_size)
 
     def _flush(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -31,6 +31,15 @@ class FileDescriptorDevice(BlockDevice):
             raise MediaError(f"short read ({len(data)} of {n} bytes): {self._shrink_hint}", device=self._name, lba=lba)
         return data
 
+    def _readinto(self, lba: int, buf: bytearray | memoryview) -> None:
+        n = len(buf)
+        try:
+            got = os.preadv(self._fd, [buf], lba * self._block_size)
+        except OSError as e:
+            raise MediaError(f"read failed: {e.strerror}", device=self._name, lba=lba) from e
+        if got != n:
+            raise MediaError(f"short read ({got} of {n} bytes): {self._shrink_hint}", device=self._name, lba=lba)
+
     def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
         try:
             written = os.pwrite(self._fd, data, lba * self._block_size)

@@ -113,6 +113,9 @@ class SubDevice(WrappedDevice):
     def _read(self, lba: int, count: int) -> bytes:
         return self._inner.read(self._start + lba, count)
 
+    def _readinto(self, lba: int, buf: bytearray | memoryview) -> None:
+        self._inner.readinto(self._start + lba, buf)
+
     def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
         self._inner.write(self._start + lba, data)
 
@@ -165,6 +168,13 @@ class BlockSizeAdapter(WrappedDevice):
         data = self._inner.read(first, last - first + 1)
         skip = lba * bs - first * ibs
         return data[skip : skip + count * bs]
+
+    def _readinto(self, lba: int, buf: bytearray | memoryview) -> None:
+        bs, ibs = self._block_size, self._inner.block_size
+        if bs >= ibs:  # whole inner sectors: read in place
+            self._inner.readinto(lba * (bs // ibs), buf)
+        else:
+            super()._readinto(lba, buf)
 
     def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:
         bs, ibs = self._block_size, self._inner.block_size

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
-from fsproto.formats.base import Progress as ProgressFn
+if TYPE_CHECKING:
+    from fsproto.formats.base import Progress as ProgressFn
 
 
 @contextlib.contextmanager
@@ -16,8 +15,13 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
     if not enabled:
         yield lambda done, total: None
         return
+    # Imported here: rich.progress costs ~20 ms, and only a terminal ever sees a bar.
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
+    # On stderr, as promised: rich's default console is stdout, which `get`/`cat` may be piping.
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
@@ -32,4 +36,6 @@ def one_line(message: str) -> str:
     Messages quote names read from possibly corrupt images; a raw newline, ``\\x1c`` or ESC
     from a hostile image must neither split the error line nor drive the user's terminal.
     """
+    if message.isprintable():  # nearly always: one C call instead of one per character
+        return message
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

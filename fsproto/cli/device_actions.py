@@ -9,10 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import BinaryIO, Iterator
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from fsproto.blockdev.container import describe_container, display_name, sniff_container
 from fsproto.blockdev.nbd import is_nbd_uri
@@ -31,11 +28,17 @@ from fsproto.rawdev import (
     summarise,
 )
 
+if TYPE_CHECKING:  # rich is imported where a table is drawn: most commands never need it
+    from rich.console import Console
+    from rich.table import Table
+
 MAX_HEXDUMP_BYTES = 64 << 20  # a hexdump of more than this is a mistake, not a request
 
 
 def console() -> Console:
     """A console on the current stdout (tests swap it); wide enough for GUIDs when piped."""
+    from rich.console import Console
+
     c = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     if not c.is_terminal:
         c = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=160)
@@ -89,6 +92,8 @@ def _container_lines(spec: str, partition: int | None, dev: BlockDevice) -> list
 
 def partition_table_view(table: PartitionTable) -> Table:
     """The table as fdisk -l would show it, plus GPT names and GUIDs."""
+    from rich.table import Table
+
     title = f"{table.scheme.upper()} partition table, disk id {table.disk_id}, {table.sector_size}-byte sectors"
     t = Table(title=title, title_justify="left")
     for col, just in (("#", "right"), ("Start", "right"), ("End", "right"), ("Sectors", "right"),
@@ -108,8 +113,33 @@ def partition_table_view(table: PartitionTable) -> Table:
     return t
 
 
-def info(spec: str, *, partition: int | None, force: bool) -> int:
+def info_record(spec: str, *, partition: int | None, force: bool) -> dict:
+    """``info --json``: what the text shows, as data (partition sizes in sectors and bytes)."""
+    with open_device(spec, partition=partition, force=force, block_size=None) as dev:
+        rec: dict = {"device": dev.name, "kind": _kind(spec, partition), "size": dev.size,
+                     "sector_size": dev.block_size, "sectors": dev.num_blocks}
+        if isinstance(dev, RawDevice):
+            rec["node"] = dev.dev_id
+            rec["opened"] = "exclusively" if dev.exclusive else "forced"
+        table = read_partition_table(dev)
+    if table is None:
+        rec["partition_table"] = None
+        return rec
+    rec["partition_table"] = {
+        "scheme": table.scheme, "disk_id": table.disk_id, "sector_size": table.sector_size, "notes": list(table.notes),
+        "partitions": [{"number": p.number, "start": p.start, "end": p.end, "sectors": p.size,
+                        "size_bytes": p.size_bytes, "type": p.type, "type_name": p.type_name, "kind": p.kind,
+                        "bootable": p.bootable, "name": p.name, "uuid": p.uuid} for p in table.partitions]}
+    return rec
+
+
+def info(spec: str, *, partition: int | None, force: bool, as_json: bool = False) -> int:
     """Print size, sector size and partition table of *spec*. Raises the opening and table errors."""
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(info_record(spec, partition=partition, force=force), ensure_ascii=False) + "\n")
+        return 0
     out = console()
     with open_device(spec, partition=partition, force=force, block_size=None) as dev:
         out.print(f"device:      {dev.name} ({_kind(spec, partition)})")
@@ -177,6 +207,8 @@ def hexdump(spec: str, *, lba: int, count: int, partition: int | None, block_siz
 # -- trace -------------------------------------------------------------------------------------
 def trace(path: str, *, summary: bool) -> int:
     """Print a trace file's records, or a per-op summary. Raises FormatError, DeviceNotFound."""
+    from rich.table import Table
+
     header, records = read_trace(path)
     out = console()
     if not summary:

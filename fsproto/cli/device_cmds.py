@@ -30,13 +30,14 @@ _block_size_option = click.option(
 
 @click.command("info")
 @click.argument("device")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text.")
 @_device_options
-def info_cmd(device: str, partition: int | None, force: bool) -> int:
+def info_cmd(device: str, as_json: bool, partition: int | None, force: bool) -> int:
     """Show the size, sector size and partition table of DEVICE.
 
     DEVICE is an image file, a block device (/dev/loop0), or IMAGE@N for partition N.
     """
-    return actions.info(device, partition=partition, force=force)
+    return actions.info(device, partition=partition, force=force, as_json=as_json)
 
 
 @click.command("hexdump")

@@ -76,9 +76,22 @@ def _stream(fs: Filesystem, path: str, size: int, sink: Callable[[bytes], Any],
             on_bytes: Callable[[int], None] | None = None) -> int:
     """Read *path* in COPY_CHUNK pieces into *sink*; returns the bytes copied.
 
-    *on_bytes* is called with the bytes copied so far after each piece.
+    *on_bytes* is called with the bytes copied so far after each piece. A format that reads in
+    place (``readinto`` overridden) fills one reused buffer: no megabyte allocated per piece,
+    which is what made a copy-out slower than mcopy (fresh mmap'd pages faulted in each time).
     """
     offset = 0
+    if type(fs).readinto is not Filesystem.readinto:
+        buf = memoryview(bytearray(min(COPY_CHUNK, max(size, 1))))
+        while offset < size:
+            n = fs.readinto(path, offset, buf[: min(len(buf), size - offset)])
+            if not n:
+                break
+            sink(buf[:n])
+            offset += n
+            if on_bytes:
+                on_bytes(offset)
+        return offset
     while offset < size:
         chunk = fs.read(path, offset, min(COPY_CHUNK, size - offset))
         if not chunk:
@@ -309,6 +322,16 @@ def dump_metadata(device: str, *, fmt_name: str, path: str | None, force: bool =
         dev.close()
 
 
+def dump_metadata_data(device: str, *, fmt_name: str, path: str | None, force: bool = False) -> dict[str, Any]:
+    """The same decode as :func:`dump_metadata`, as data (``dump --json``)."""
+    dev = open_device(device, force=force)
+    try:
+        fmt = formats.detect(dev, fmt_name)
+        return fmt.dump_data(dev, path)
+    finally:
+        dev.close()
+
+
 def _join(directory: str, name: str) -> str:
     if name.startswith("/"):
         return name
@@ -329,6 +352,7 @@ __all__ = [
     "cat_file",
     "check_filesystem",
     "dump_metadata",
+    "dump_metadata_data",
     "get_files",
     "list_entries",
     "make_filesystem",

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from fsproto.cli import fs_actions as actions
+from fsproto.cli import render
 from fsproto.cli.common import one_line, progress_bar
 from fsproto.errors import EXIT_OK, UsageError
+from fsproto.formats.base import FsckReport
+from fsproto.vfs import FileStat
 
 # Options shared by every verb that opens a filesystem.
 _format_option = click.option(
@@ -48,38 +47,55 @@ def _show_progress() -> bool:
     return sys.stderr.isatty()
 
 
+_json_option = click.option("--json", "as_json", is_flag=True,
+                            help="JSON instead of a table (ls: one object per line).")
+
+
+def _modified(mtime_ns: int, cache: dict[int, str]) -> str:
+    """Local time as the table prints it; one strftime per distinct second (listings share dates)."""
+    second = mtime_ns // 1_000_000_000
+    text = cache.get(second)
+    if text is None:
+        text = cache[second] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+    return text
+
+
+def ls_record(st: FileStat, cache: dict[int, str]) -> dict[str, Any]:
+    """One entry as ``ls --json`` prints it: the table's columns plus the rest of the stat."""
+    return {"name": st.name, "is_dir": st.is_dir, "size": st.size, "modified": _modified(st.mtime_ns, cache),
+            "mtime_ns": st.mtime_ns, "alloc_bytes": st.alloc_bytes, "perm": f"{st.mode:04o}", "nlink": st.nlink,
+            "extra": dict(st.extra)}
+
+
 @click.command("ls")
 @click.argument("device")
 @click.argument("path", default="/")
 @click.option("-l", "long", is_flag=True, help="Long listing: size, date and format attributes.")
+@_json_option
 @_format_option
 @_view_options
 @_read_force_option
-def ls_cmd(device: str, path: str, long: bool, fmt_name: str, text: bool | None, codepage: str | None,
-           force: bool) -> int:
+def ls_cmd(device: str, path: str, long: bool, as_json: bool, fmt_name: str, text: bool | None,
+           codepage: str | None, force: bool) -> int:
     """List the files of DEVICE (an image, a block device, or IMAGE@N for a partition)."""
     with actions.open_fs(device, fmt_name=fmt_name, force=force, **_view(text, codepage)) as s:
         entries = actions.list_entries(s.fs, actions.as_path(path))
-        if not long:
-            for st in entries:
-                click.echo(one_line(st.name) + ("/" if st.is_dir else ""))  # names come from the image
-            return EXIT_OK
-        extra_keys: list[str] = []
-        for st in entries:
-            for k in st.extra:
-                if k not in extra_keys:
-                    extra_keys.append(k)
-        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        table.add_column("name")
-        for k in extra_keys:
-            table.add_column(k, justify="right")
-        table.add_column("size", justify="right")
-        table.add_column("modified")
-        for st in entries:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.mtime_ns / 1e9))
-            row = [escape(one_line(st.name)) + ("/" if st.is_dir else "")] + [st.extra.get(k, "") for k in extra_keys]
-            table.add_row(*row, str(st.size), when)
-        Console(soft_wrap=True).print(table)
+    cache: dict[int, str] = {}
+    if as_json:
+        render.write_lines(render.json_line(ls_record(st, cache)) for st in entries)
+        return EXIT_OK
+    if not long:  # names come from the image: one line each, control characters escaped
+        render.write_lines(one_line(st.name) + ("/" if st.is_dir else "") for st in entries)
+        return EXIT_OK
+    extra_keys: dict[str, None] = {}
+    for st in entries:
+        for k in st.extra:
+            extra_keys.setdefault(k, None)
+    headers = ["name", *extra_keys, "size", "modified"]
+    rows = [[one_line(st.name) + ("/" if st.is_dir else ""), *(one_line(st.extra.get(k, "")) for k in extra_keys),
+             str(st.size), _modified(st.mtime_ns, cache)] for st in entries]
+    render.write_lines(render.table_lines(headers, rows, right=range(1, len(headers) - 1),
+                                          bold_header=render.is_terminal()))
     return EXIT_OK
 
 
@@ -189,24 +205,32 @@ def mv_cmd(device: str, old: str, new: str, fmt_name: str, force: bool) -> int:
 @click.command("dump")
 @click.argument("device")
 @click.argument("path", required=False)
+@_json_option
 @_format_option
 @_read_force_option
-def dump_cmd(device: str, path: str | None, fmt_name: str, force: bool) -> int:
+def dump_cmd(device: str, path: str | None, as_json: bool, fmt_name: str, force: bool) -> int:
     """Decode the metadata of DEVICE (label, directory; pointer blocks of PATH when given)."""
-    click.echo(actions.dump_metadata(device, fmt_name=fmt_name, path=actions.as_path(path) if path else None,
-                                     force=force))
+    where = actions.as_path(path) if path else None
+    if as_json:
+        click.echo(render.json_line(actions.dump_metadata_data(device, fmt_name=fmt_name, path=where, force=force)))
+    else:
+        click.echo(actions.dump_metadata(device, fmt_name=fmt_name, path=where, force=force))
     return EXIT_OK
 
 
 @click.command("fsck")
 @click.argument("device")
 @click.option("--repair", is_flag=True, help="Fix what is repairable (writes to DEVICE).")
+@_json_option
 @_format_option
 @_force_option
-def fsck_cmd(device: str, repair: bool, fmt_name: str, force: bool) -> int:
+def fsck_cmd(device: str, repair: bool, as_json: bool, fmt_name: str, force: bool) -> int:
     """Check DEVICE; exit status is e2fsck's bitmask (0 clean, 1 fixed, 4 left uncorrected, 8 error, 16 usage)."""
     with progress_bar("checking", enabled=_show_progress()) as progress:
         report = actions.check_filesystem(device, fmt_name=fmt_name, repair=repair, force=force, progress=progress)
+    if as_json:
+        click.echo(render.json_line(fsck_record(device, report)))
+        return report.exit_status
     for problem in report.problems:
         click.echo(str(problem))
     errors = len(report.errors)
@@ -215,6 +239,15 @@ def fsck_cmd(device: str, repair: bool, fmt_name: str, force: bool) -> int:
     verdict = "clean" if report.clean else "NOT clean"
     click.echo(f"{device}: {verdict}: {errors} error(s), {fixed} fixed" + (f"; {summary}" if summary else ""))
     return report.exit_status
+
+
+def fsck_record(device: str, report: FsckReport) -> dict[str, Any]:
+    """``fsck --json``: the verdict line's figures, the summary and every problem."""
+    return {"device": device, "clean": report.clean, "exit_status": report.exit_status,
+            "errors": len(report.errors), "fixed": sum(1 for p in report.problems if p.fixed),
+            "summary": dict(report.summary),
+            "problems": [{"severity": p.severity, "code": p.code, "message": p.message, "fixed": p.fixed}
+                         for p in report.problems]}
 
 
 @click.command("mkfs")

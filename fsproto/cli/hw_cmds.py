@@ -7,8 +7,6 @@ integer literal (``0x1c``, ``28``, ``0o34``).
 from __future__ import annotations
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 WIDTHS = ("8", "16", "32", "64")
 
@@ -49,6 +47,9 @@ def pci_group() -> None:
 @pci_group.command("ls")
 def pci_ls() -> int:
     """List this machine's PCI functions: address, IDs, class, driver, who uses it."""
+    from rich.console import Console
+    from rich.table import Table
+
     from fsproto.hw.pci import devices
     from fsproto.hw.safety import ownership
 

@@ -90,3 +90,8 @@ class Format(abc.ABC):
     def dump(self, dev: BlockDevice, path: str | None = None) -> str:
         """Human-readable decode of the metadata (of one file when *path* is given)."""
         raise NotSupported(f"{self.name}: dump is not implemented")
+
+    def dump_data(self, dev: BlockDevice, path: str | None = None) -> dict[str, Any]:
+        """The decode :meth:`dump` prints, as JSON-ready data (str, int, bool, None, lists, dicts;
+        bytes as hex). Optional: ``dump --json`` says so when a format has none."""
+        raise NotSupported(f"{self.name}: dump --json is not implemented")

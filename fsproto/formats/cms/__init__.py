@@ -64,5 +64,11 @@ class CmsFormat(Format):
 
         return dump(dev, path)
 
+    def dump_data(self, dev: BlockDevice, path: str | None = None) -> dict[str, Any]:
+        """What :meth:`dump` prints, as data (``dump --json``)."""
+        from fsproto.formats.cms.dump import dump_data
+
+        return dump_data(dev, path)
+
 
 FORMAT = CmsFormat()

@@ -94,7 +94,20 @@ class Fst:
         return f"{ebcdic_name(self.fname)}.{ebcdic_name(self.ftype)}"
 
     def mode_str(self) -> str:
-        return "".join(c for c in self.fmode.decode("cp1047") if c.isprintable()).strip()
+        return _mode_str(self.fmode)
+
+
+_MODE_STRS: dict[bytes, str] = {}
+
+
+def _mode_str(fmode: bytes) -> str:
+    """The file mode as text (non-printable bytes dropped); memoised: a disk has a few modes."""
+    text = _MODE_STRS.get(fmode)
+    if text is None:
+        text = "".join(c for c in fmode.decode("cp1047") if c.isprintable()).strip()
+        if len(_MODE_STRS) < 65536:  # two bytes: bounded anyway
+            _MODE_STRS[fmode] = text
+    return text
 
 
 NAME_MAX = 17  # NAME.TYPE: 8 + 1 + 8 characters (statfs f_namemax)
@@ -176,10 +189,10 @@ class Directory:
         for b in self.tree.leaves[1:]:
             self.blocks.append(bytearray(vol.read_block(b)))
         self.count = director.records
-        self.slots: list[Fst] = []
-        for i in range(self.count):
-            blk, off = divmod(i * FST_SIZE, bs)
-            self.slots.append(Fst.from_bytes(self.blocks[blk], off))
+        # Whole blocks at a time: one C-level unpack per FST (FST_STRUCT is derived from the FST
+        # declaration), then only the slots inside the record count are kept.
+        self.slots: list[Fst] = [Fst(*t) for blk in self.blocks for t in FST_STRUCT.iter_unpack(blk)]
+        del self.slots[self.count:]
         allocmap = self.slots[1]
         if allocmap.fname != ALLOCMAP_NAME or allocmap.ftype != ALLOCMAP_TYPE:
             raise FormatError("slot 1 of the directory is not the ALLOCMAP FST", device=vol.name, block=dop,

@@ -4,8 +4,9 @@ Source for every struct: ``shared/specs/cms-edf.md`` (IBM's ADT field names for 
 spec's FST field layout, checked against cmsfs-fuse 2.16.0 images). All integers are big-endian.
 
 The hot paths (directory scans over thousands of FSTs, pointer blocks of big files) read through
-the ``struct`` fast paths declared next to their construct declaration; ``tests/test_cms_layout.py``
-proves each fast path equals its declaration, interpreted and compiled.
+``struct`` fast paths: the FST's is derived from its construct declaration
+(:mod:`fsproto.formats.structview`), so the declaration stays the one source of the layout;
+``tests/test_cms_layout.py`` proves each fast path equals its declaration, interpreted and compiled.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import struct
 
 from construct import Array, Bytes, Const, Int8ub, Int16ub, Int32ub, Struct
+
+from fsproto.formats.structview import struct_view
 
 BLOCK_SIZES = (512, 1024, 2048, 4096)
 CMS1 = b"\xc3\xd4\xe2\xf1"  # "CMS1" in EBCDIC
@@ -81,8 +84,9 @@ FST = Struct(
 )
 assert FST.sizeof() == FST_SIZE
 
-# Fast path for FST; same field order as FST (tested equal).
-FST_STRUCT = struct.Struct(">8s8s8s2s4ssBI4sIIIBB6s4s")
+# Fast path for FST, derived from the declaration above (directory scans unpack whole blocks).
+FST_VIEW = struct_view(FST)
+FST_STRUCT = FST_VIEW.struct
 assert FST_STRUCT.size == FST_SIZE
 
 # EDF date: six BCD bytes YY MM DD HH MM SS.

@@ -22,6 +22,7 @@ from fsproto.formats.cms.pointers import Tree
 from fsproto.formats.cms.volume import Volume
 
 _CHUNK_BLOCKS = 256  # blocks per device read when streaming
+_SCRATCH_MAX = 16 << 20  # reads spanning more stream bytes than this allocate instead of reusing
 
 
 @dataclass
@@ -74,6 +75,26 @@ def stream_parts(vol: Volume, tree: Tree, start: int, end: int) -> list[memoryvi
     return parts
 
 
+def fill_stream(vol: Volume, tree: Tree, first: int, last: int, buf: memoryview) -> None:
+    """Read leaves *first*..*last* into *buf* back to back (null blocks as zeros), one device
+    read per physically contiguous run."""
+    bs = vol.block_size
+    leaves = tree.leaves
+    j = first
+    while j <= last:
+        b = leaves[j]
+        k = j + 1
+        if b == 0:
+            while k <= last and leaves[k] == 0:
+                k += 1
+            buf[(j - first) * bs : (k - first) * bs] = bytes((k - j) * bs)
+        else:
+            while k <= last and leaves[k] == b + (k - j) and k - j < 4 * _CHUNK_BLOCKS:
+                k += 1
+            vol.read_blocks_into(b, buf[(j - first) * bs : (k - first) * bs])
+        j = k
+
+
 def read_stream(vol: Volume, tree: Tree, start: int, end: int) -> bytes:
     """Stream bytes [start, end) as bytes."""
     parts = stream_parts(vol, tree, start, end)
@@ -102,7 +123,8 @@ def _pieces(parts: list[memoryview], base: int, segs: list[tuple[int, int]]) -> 
 def index_v_records(vol: Volume, tree: Tree, nrec: int, *, what: str) -> FileMap:
     """Scan a V file's headers once. Raises FormatError for a zero length or a record past the blocks."""
     bs = vol.block_size
-    total = len(tree.leaves) * bs
+    leaves = tree.leaves
+    total = len(leaves) * bs
     rec_pos = array("Q")
     rec_len = array("I")
     rec_bin = array("Q", [0])
@@ -114,10 +136,16 @@ def index_v_records(vol: Volume, tree: Tree, nrec: int, *, what: str) -> FileMap
             raise FormatError(f"{what}: record {r + 1} header at stream offset {pos} is past the file's "
                               f"{len(tree.leaves)} blocks", device=vol.name, struct="V record")
         if not (win_start <= pos and pos + 2 <= win_start + len(win)):
-            win_start = (pos // bs) * bs
-            # Short records: read ahead; long ones: just the block(s) holding this header.
-            ahead = _CHUNK_BLOCKS if r and rec_len[-1] < bs else (2 if pos % bs == bs - 1 else 1)
-            win = read_stream(vol, tree, win_start, win_start + ahead * bs)
+            j = pos // bs
+            win_start = j * bs
+            # Short records: read ahead; long ones: just the block(s) holding this header, read
+            # straight from the device (one call per header: this loop is the whole index cost).
+            if r and rec_len[-1] < bs:
+                win = read_stream(vol, tree, win_start, win_start + _CHUNK_BLOCKS * bs)
+            elif pos % bs != bs - 1:
+                win = vol.read_blocks(leaves[j], 1)
+            else:  # a header split over two blocks
+                win = read_stream(vol, tree, win_start, win_start + 2 * bs)
         o = pos - win_start
         length = (win[o] << 8) | win[o + 1]
         if length == 0 or pos + 2 + length > total:
@@ -145,12 +173,24 @@ def read_binary(vol: Volume, fm: FileMap, offset: int, size: int) -> bytes:
     j = bisect_right(rec_bin, end - 1) - 1  # last record touched
     s_start = rec_pos[i] + 2 + (offset - rec_bin[i])
     s_end = rec_pos[j] + 2 + (end - rec_bin[j])
-    parts = stream_parts(vol, fm.tree, s_start, s_end)
     segs = [(s_start, rec_pos[i] + 2 + fm.rec_len[i] - s_start if i < j else s_end - s_start)]
     for r in range(i + 1, j + 1):
         a = rec_pos[r] + 2
         segs.append((a, fm.rec_len[r] if r < j else s_end - a))
-    return b"".join(_pieces(parts, s_start, segs))
+    bs = vol.block_size
+    first, last = s_start // bs, (s_end - 1) // bs
+    span = (last - first + 1) * bs
+    if span > _SCRATCH_MAX:
+        return b"".join(_pieces(stream_parts(vol, fm.tree, s_start, s_end), s_start, segs))
+    # The blocks go into the volume's reusable buffer and the record bytes are joined out of
+    # it: the result is the only fresh allocation, as for a plain pread of the same size.
+    buf = vol.take_scratch(span)
+    try:
+        view = memoryview(buf)
+        fill_stream(vol, fm.tree, first, last, view)
+        return b"".join(_pieces([view[s_start - first * bs : s_end - first * bs]], s_start, segs))
+    finally:
+        vol.give_scratch(buf)
 
 
 def iter_records(vol: Volume, fm: FileMap):

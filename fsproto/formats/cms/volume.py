@@ -133,6 +133,7 @@ class Volume:
             self._bdev = BlockSizeAdapter(
                 dev, self.block_size, allow_tail=True, owns_inner=False, read_only=dev.read_only
             )
+        self._scratch: bytearray | None = bytearray()
 
     @classmethod
     def open(cls, dev: BlockDevice) -> "Volume":
@@ -165,6 +166,29 @@ class Volume:
         if n < 1 or n + count - 1 > self.num_blocks:
             raise FormatError(f"read of {count} block(s) outside 1..{self.num_blocks}", device=self.name, block=n)
         return self._bdev.read(n - 1, count)
+
+    def read_blocks_into(self, n: int, buf: bytearray | memoryview) -> None:
+        """Read ``len(buf) // block_size`` blocks starting at block *n* into *buf*."""
+        count = len(buf) // self.block_size
+        if n < 1 or n + count - 1 > self.num_blocks:
+            raise FormatError(f"read of {count} block(s) outside 1..{self.num_blocks}", device=self.name, block=n)
+        self._bdev.readinto(n - 1, buf)
+
+    def take_scratch(self, size: int) -> bytearray:
+        """A buffer of at least *size* bytes for one read, to hand back with :meth:`give_scratch`.
+
+        Reusing it is the point: a fresh megabyte per read is fresh mmap'd pages from glibc,
+        faulted in each time (what the daemon's mallopt works around; the offline tools now
+        need no such knob). Never resized in place (views into it may outlive the read); a
+        concurrent reader finds none and gets a new one.
+        """
+        buf, self._scratch = self._scratch, None
+        if buf is None or len(buf) < size:
+            buf = bytearray(size)
+        return buf
+
+    def give_scratch(self, buf: bytearray) -> None:
+        self._scratch = buf
 
     def write_blocks(self, n: int, data: bytes | bytearray | memoryview) -> None:
         """Write whole blocks starting at block *n*. Raises FormatError out of range, ReadOnlyError, MediaError."""
@@ -229,8 +253,26 @@ def decode_date(raw: bytes, century: bool) -> tuple[int, int, int, int, int, int
     return (2000 if century else 1900) + yy, mm, dd, hh, mi, ss
 
 
+_DATE_CACHE: dict[tuple, int] = {}
+_DATE_CACHE_MAX = 4096
+
+
 def date_to_ns(raw: bytes, century: bool) -> int:
-    """The FST date as ns since the epoch (the date is local time); 0 when it is not a valid date."""
+    """The FST date as ns since the epoch (the date is local time); 0 when it is not a valid date.
+
+    Memoised (a listing decodes the same few dates thousands of times; mktime is the cost),
+    keyed also on the time zone so a changed ``TZ`` (after ``time.tzset()``) is honoured.
+    """
+    key = (raw, century, time.tzname, time.timezone)
+    ns = _DATE_CACHE.get(key)
+    if ns is None:
+        if len(_DATE_CACHE) >= _DATE_CACHE_MAX:
+            _DATE_CACHE.clear()
+        ns = _DATE_CACHE[key] = _date_to_ns(raw, century)
+    return ns
+
+
+def _date_to_ns(raw: bytes, century: bool) -> int:
     try:
         y, mo, d, h, mi, s = decode_date(raw, century)
         if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 62):

@@ -12,9 +12,6 @@ from typing import Any
 
 from fsproto.errors import FsprotoError
 from fsproto.formats.base import Format, FsckReport, Progress
-from fsproto.formats.fat import fsck as _fsck
-from fsproto.formats.fat import mkfs as _mkfs
-from fsproto.formats.fat.dump import dump as _dump
 from fsproto.formats.fat.fs import FatFilesystem
 from fsproto.formats.fat.volume import Volume
 from fsproto.rawdev import BlockDevice
@@ -49,13 +46,24 @@ class FatFormat(Format):
 
         Raises UsageError, ReadOnlyError, DeviceError; TypeError for unknown options.
         """
-        _mkfs.mkfs(dev, progress=progress, **options)
+        from fsproto.formats.fat.mkfs import mkfs  # imported when used: the CLI loads every format
+
+        mkfs(dev, progress=progress, **options)
 
     def fsck(self, dev: BlockDevice, *, repair: bool = False, progress: Progress | None = None) -> FsckReport:
-        return _fsck.fsck(dev, repair=repair, progress=progress)
+        from fsproto.formats.fat.fsck import fsck
+
+        return fsck(dev, repair=repair, progress=progress)
 
     def dump(self, dev: BlockDevice, path: str | None = None) -> str:
-        return _dump(dev, path)
+        from fsproto.formats.fat.dump import dump
+
+        return dump(dev, path)
+
+    def dump_data(self, dev: BlockDevice, path: str | None = None) -> dict[str, Any]:
+        from fsproto.formats.fat.dump import dump_data
+
+        return dump_data(dev, path)
 
 
 FORMAT = FatFormat()

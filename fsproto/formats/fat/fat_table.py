@@ -19,6 +19,9 @@ from fsproto.formats.fat import layout
 from fsproto.formats.fat.volume import Volume
 
 
+_RUN_PROBE = 8  # first slice tried for a contiguous run; doubled while runs continue
+
+
 class FatTable:
     """In-memory copy of the active FAT with dirty-sector write-back."""
 
@@ -45,6 +48,7 @@ class FatTable:
         # FAT32's top 4 bits are reserved: keep the on-disk values to write them back unchanged.
         self._dirty: set[int] = set()  # FAT sector numbers (0-based within one copy)
         self._free = self._count_free()
+        self._succ: array | None = None
         self.next_free = 2
 
     @staticmethod
@@ -55,7 +59,13 @@ class FatTable:
 
     def _count_free(self) -> int:
         if self.fat_type == 32:
-            return sum(1 for v in self.entries[2:] if not v & layout.FAT32_MASK)
+            entries = self.entries[2:]
+            # Usually no entry has its 4 reserved top bits set, and then a free entry is a zero
+            # word, counted in C; checking that is one pass over each entry's top byte.
+            top = entries.tobytes()[3::4] if sys.byteorder == "little" else entries.tobytes()[0::4]
+            if not top.translate(None, bytes(range(16))):
+                return entries.count(0)
+            return sum(1 for v in entries if not v & layout.FAT32_MASK)
         return self.entries.count(0) - (self.entries[0] == 0) - (self.entries[1] == 0)
 
     # -- entries ---------------------------------------------------------------------------
@@ -110,8 +120,26 @@ class FatTable:
         ent, eoc_min = self.entries, self.eoc_min
         mask = layout.FAT32_MASK if self.fat_type == 32 else 0xFFFFFFFF
         c = out[-1]
+        succ = self._succ  # built on the first long chain: short ones never pay for it
+        step = _RUN_PROBE
         # The hot loop of every read: locals only; each link is checked before it is followed.
         while len(out) < bound:
+            # Contiguous runs (most of any file) are taken a slice at a time, checked in C:
+            # entries c..c+k-1 equal to c+1..c+k link straight through; the run's clusters
+            # must be on the disk and new to this chain, as a link-by-link walk would demand.
+            k = min(step, bound - len(out), maxc - c)
+            if succ is None and len(out) >= 64:
+                succ = self._successors()
+            if k > 1 and succ is not None and ent[c : c + k] == succ[c : c + k] and seen.isdisjoint(range(c + 1, c + k + 1)):
+                out.extend(range(c + 1, c + k + 1))
+                seen.update(range(c + 1, c + k + 1))
+                c += k
+                step *= 2
+                continue
+            if k > 1 and succ is not None:  # the run ends inside the slice: halve towards its end
+                step = max(1, k // 2)
+                continue
+            step = _RUN_PROBE
             nxt = ent[c] & mask
             if nxt >= eoc_min:
                 return out
@@ -121,6 +149,13 @@ class FatTable:
             out.append(nxt)
             c = nxt
         return out
+
+    def _successors(self) -> array:
+        """``succ[i] == i + 1`` in the entries' type: a slice of it is what a contiguous run of
+        FAT entries looks like (built once per table, on the first chain walk)."""
+        if self._succ is None:
+            self._succ = array(self.entries.typecode, range(1, len(self.entries) + 1))  # FAT16: <= 65529
+        return self._succ
 
     def _link_error(self, what: str, c: int, nxt: int, seen: set[int]) -> Exception:
         if nxt == 0:  # c is in a chain but its FAT entry says free

@@ -17,9 +17,18 @@ def runs(chain: list[int], first: int, last: int) -> Iterator[tuple[int, int, in
     """Contiguous runs of chain[first:last+1] as (index in chain, first cluster, count)."""
     i = first
     while i <= last:
-        j = i
-        while j < last and chain[j + 1] == chain[j] + 1:
-            j += 1
+        j = i  # the run so far is chain[i..j]; grown a doubling slice at a time, compared in C
+        step = 8
+        while j < last:
+            k = min(step, last - j)
+            base = chain[i] + (j - i) + 1
+            if chain[j + 1 : j + 1 + k] == list(range(base, base + k)):
+                j += k
+                step *= 2
+            elif k == 1:
+                break
+            else:
+                step = 1
         yield i, chain[i], j - i + 1
         i = j + 1
 
@@ -36,6 +45,19 @@ def read_range(vol: Volume, chain: list[int], offset: int, size: int) -> bytes:
         hi = min(offset + size, (idx + count) * cs)
         parts.append(vol.read_bytes(vol.cluster_offset(cluster) + lo - idx * cs, hi - lo))
     return b"".join(parts)
+
+
+def read_range_into(vol: Volume, chain: list[int], offset: int, buf: memoryview) -> None:
+    """Fill *buf* with the data at *offset* held by *chain* (caller clamps to the file size)."""
+    size = len(buf)
+    if size <= 0:
+        return
+    cs = vol.geo.cluster_size
+    first, last = offset // cs, (offset + size - 1) // cs
+    for idx, cluster, count in runs(chain, first, last):
+        lo = max(offset, idx * cs)
+        hi = min(offset + size, (idx + count) * cs)
+        vol.read_bytes_into(vol.cluster_offset(cluster) + lo - idx * cs, buf[lo - offset : hi - offset])
 
 
 def write_range(vol: Volume, chain: list[int], offset: int, data: bytes | bytearray | memoryview) -> None:

@@ -156,8 +156,8 @@ class FatFilesystem(Filesystem):
         d, _ = self._dir_at(path)
         return [self._stat(e) for e in d.entries()]
 
-    def read(self, path: str, offset: int, size: int) -> bytes:
-        """Raises NotFound, IsADirectory, FormatError (chain shorter than the size, loops)."""
+    def _read_plan(self, path: str, offset: int, size: int) -> tuple[list[int], int]:
+        """(chain, bytes to read at *offset*) for a read. Raises like :meth:`read`."""
         _, e = self._lookup(path)
         if e is None or e.is_dir:
             raise IsADirectory(f"{path}: is a directory", device=self.vol.name)
@@ -165,7 +165,7 @@ class FatFilesystem(Filesystem):
             raise InvalidOperation(f"negative offset or size ({offset}, {size})")
         end = min(e.size, offset + size)
         if offset >= end:
-            return b""
+            return [], 0
         cs = self.vol.geo.cluster_size
         need = files.clusters_for(end, cs)
         chain = self._chain(e, path, need=need)
@@ -173,7 +173,19 @@ class FatFilesystem(Filesystem):
             raise self.vol.format_error(f"{path}: chain has {len(chain)} clusters, size {e.size} needs "
                                         f"{files.clusters_for(e.size, cs)}", cluster=chain[-1] if chain else
                                         e.cluster, struct="FAT")
-        return files.read_range(self.vol, chain, offset, end - offset)
+        return chain, end - offset
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        """Raises NotFound, IsADirectory, FormatError (chain shorter than the size, loops)."""
+        chain, n = self._read_plan(path, offset, size)
+        return files.read_range(self.vol, chain, offset, n) if n else b""
+
+    def readinto(self, path: str, offset: int, buf: bytearray | memoryview) -> int:
+        """:meth:`read` into *buf*, straight from the device (no allocation). Raises like read."""
+        chain, n = self._read_plan(path, offset, len(buf))
+        if n:
+            files.read_range_into(self.vol, chain, offset, memoryview(buf)[:n])
+        return n
 
     # -- data --------------------------------------------------------------------------------
     def _file(self, path: str) -> tuple[Directory, DirEntry]:

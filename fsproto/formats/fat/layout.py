@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Struct
 
+from fsproto.formats.structview import struct_view
+
 SECTOR_SIGNATURE = b"\x55\xaa"  # offset 510 of the boot sector
 BOOT_SIG_EXTENDED = 0x29  # BS_BootSig: the three fields after it are present
 
@@ -144,10 +146,10 @@ LFN_ENTRY = """VFAT long-name directory entry (fatgen103 section 7): 13 UCS-2 ch
 )
 assert LFN_ENTRY.sizeof() == DIR_ENTRY_SIZE
 
-# Parsers for bytes already checked (sizes, signatures): construct's compiled mode skips checks,
-# so it is used only on the hot directory path where every 32-byte slice is well-formed by size.
-DIR_ENTRY_FAST = DIR_ENTRY.compile()
-LFN_ENTRY_FAST = LFN_ENTRY.compile()
+# The directory scan's parser, derived from DIR_ENTRY (the declaration stays the one source of the
+# layout): every 32-byte slot is well-formed by size, and there is no Const to check. A struct
+# unpack is ~10x construct's compiled parse, and deriving costs nothing at import (compiling did).
+DIR_ENTRY_VIEW = struct_view(DIR_ENTRY)
 
 # Characters allowed in an 8.3 name besides letters and digits (fatgen103 section 6.1).
 SHORT_NAME_SPECIALS = set("$%'-_@~`!(){}^#&")

@@ -158,6 +158,18 @@ class Volume:
         skip = offset - first * bs
         return data[skip : skip + length] if skip or len(data) != length else data
 
+    def read_bytes_into(self, offset: int, buf: memoryview) -> None:
+        """Fill *buf* from a device byte offset: in place when both ends are block aligned (the
+        usual case for cluster runs), else through :meth:`read_bytes`. Raises DeviceError."""
+        bs = self.dev.block_size
+        whole = len(buf) - len(buf) % bs
+        if offset % bs or not whole:
+            buf[:] = self.read_bytes(offset, len(buf))
+            return
+        self.dev.readinto(offset // bs, buf[:whole])
+        if whole < len(buf):  # the partial last block of a file
+            buf[whole:] = self.read_bytes(offset + whole, len(buf) - whole)
+
     def write_bytes(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write at a device byte offset; partial device blocks are read-modify-write.
 
