@@ -180,6 +180,12 @@ class NotSupported(FsError):
     errno = _errno.EOPNOTSUPP
 
 
+class ExchangeNotSupported(NotSupported):
+    """The format cannot swap two names atomically; renameat2(2) documents EINVAL for that."""
+
+    errno = _errno.EINVAL
+
+
 class IsADirectory(FsError, IsADirectoryError):
     errno = _errno.EISDIR
 

@@ -8,7 +8,7 @@ log holds no warning or error the test did not expect (pyfuse3 ``test/pytest_che
 Run as a script this module is the child:
 
 * ``python fuse_helpers.py memfs MOUNTPOINT LOG [-o OPTS] [--capacity N]`` serves a fresh MemFS
-  through :func:`fsproto.fuse_mount.mount` in the foreground;
+  through :func:`fsproto.mount.daemon.mount` in the foreground;
 * ``python fuse_helpers.py cli ARGS...`` runs the real ``fsproto`` CLI with the test-only
   ``memimg`` format registered (see :mod:`memfs`).
 """
@@ -223,7 +223,7 @@ def _serve_memfs(argv: list[str]) -> int:
     sys.path.insert(0, str(HERE))
     from memfs import MemFS
 
-    from fsproto.fuse_mount import mount
+    from fsproto.mount.daemon import mount
     from fsproto.mount.daemon import setup_logging
     from fsproto.mount.options import MountOptions, parse_options
 

@@ -38,6 +38,7 @@ import trio
 
 from fsproto.blockdev.lock import lock_device
 from fsproto.errors import DeviceBusy, MountError, UsageError
+from fsproto.mount.adapter import FsprotoOperations
 from fsproto.mount.options import MountOptions
 from fsproto.vfs import Filesystem
 
@@ -170,14 +171,14 @@ def _syncfs(mountpoint: str) -> None:
         os.close(fd)
 
 
-async def _main_loop(options: MountOptions, mountpoint: str) -> None:
+async def _main_loop(ops: FsprotoOperations, options: MountOptions, mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
 
         async def on_signals() -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)
-                    if options.writeback_cache:
+                    if ops.writeback:
                         # Dirty pages live in the kernel: have it write them to us while the
                         # loop still serves (from a thread: syncfs blocks until we answer).
                         await trio.to_thread.run_sync(_syncfs, mountpoint)
@@ -196,7 +197,7 @@ def _serve_mounted(ops: Any, fs: Filesystem, mountpoint: str, options: MountOpti
     """Run the main loop of an already mounted *ops*, then take everything down in order."""
     failed: BaseException | None = None
     try:
-        trio.run(_main_loop, options, mountpoint)
+        trio.run(_main_loop, ops, options, mountpoint)
     except BaseException as e:  # noqa: BLE001 - still unmount and flush, then re-raise
         failed = e
         log.exception("main loop ended with an error")
@@ -228,8 +229,6 @@ def serve(
 
     Raises UsageError (bad mount point), MountError, DeviceBusy (already served).
     """
-    from fsproto.fuse_mount import FsprotoOperations
-
     mp = check_mountpoint(mountpoint)
     lock_fd = _take_lock(mp)
     try:
@@ -241,6 +240,16 @@ def serve(
         _serve_mounted(ops, fs, mp, options, device)
     finally:
         _release_lock(mp, lock_fd)
+
+
+def mount(fs: Filesystem, mountpoint: str, options: MountOptions | None = None, **kwargs: Any) -> None:
+    """Mount *fs* at *mountpoint* and serve in this process until unmounted or SIGINT/SIGTERM.
+
+    On the way out the mount is removed and ``fs.close()`` is called (all data flushed).
+    Keyword arguments go to :func:`serve` (``device`` to close last, ``ready`` called once the
+    mount exists). Raises MountError, UsageError.
+    """
+    serve(fs, mountpoint, options or MountOptions(), **kwargs)
 
 
 def mount_device(
@@ -259,7 +268,6 @@ def mount_device(
     Raises UsageError, DeviceError, UnknownFormat, FormatError, MountError.
     """
     from fsproto import formats
-    from fsproto.fuse_mount import FsprotoOperations
     from fsproto.rawdev import open_device
 
     options = options or MountOptions()
@@ -419,4 +427,4 @@ def _wait_for_daemon(mp: str, timeout: float) -> None:
         os.close(fd)
 
 
-__all__ = ["serve", "mount_device", "umount", "setup_logging", "make_log_handler", "install_log_handler"]
+__all__ = ["mount", "serve", "mount_device", "umount", "setup_logging", "make_log_handler", "install_log_handler"]

@@ -88,6 +88,9 @@ class CmsFilesystem(Filesystem):
         self._date_second: int | None = None
         self._date: tuple[bytes, bool] = (bytes(6), False)
         self.read_only = dev.read_only
+        # The binary view reads back what was written, except F files (whole records; their
+        # FileStat says exact_size=False). The text view re-encodes records: not byte-exact.
+        self.exact_sizes = not self.text
 
     # -- helpers -----------------------------------------------------------------------------------
     def _reload(self) -> None:
@@ -174,6 +177,7 @@ class CmsFilesystem(Filesystem):
             mtime_ns=date_to_ns(fst.date, fst.century),
             alloc_bytes=(fst.data_blocks + pointer_blocks) * self.vol.block_size,
             mode=0o444 if self.read_only else 0o644,
+            exact_size=fst.recfm != RECFM_F,
             extra={"recfm": fst.recfm_char, "lrecl": str(fst.lrecl), "mode": fst.mode_str(),
                    "records": str(fst.records), "levels": str(fst.levels)},
         )

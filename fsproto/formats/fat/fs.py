@@ -33,6 +33,9 @@ _CHAIN_CACHE_MAX = 256
 class FatFilesystem(Filesystem):
     """Read-write FAT view; writable iff the device is."""
 
+    exact_sizes = True  # a directory entry holds the byte size; data reads back as written
+    xattr_namespaces = ()  # FAT stores no extended attributes
+
     def __init__(self, vol: Volume, fat: FatTable | None = None) -> None:
         """Raises FormatError, DeviceError."""
         self.vol = vol
