@@ -26,8 +26,9 @@ What the kernel is allowed to cache (the mount is the device's only writer):
   write-through: see docs/mount.md.
 * The ``security.capability`` probe the kernel sends before every write(2), and ``ls -l``'s ACL
   and SELinux probes, are answered here without calling the format for namespaces the format
-  does not store; a format with no extended attributes at all answers ENOSYS once, after which
-  the kernel stops asking (no round trip per write).
+  does not store; a format with no extended attributes at all (or ``-o noxattr``) answers
+  ENOSYS once, after which the kernel stops asking (no round trip per write). libfuse 3.14 cannot
+  negotiate FUSE_HANDLE_KILLPRIV_V2, the other way to stop the per-write probe.
 * A failed lookup is answered as a negative entry cached for ``entry_timeout``; creating a name
   that differs only in case (case-insensitive formats) invalidates the cached negatives of it.
 
@@ -166,7 +167,7 @@ class FsprotoOperations(pyfuse3.Operations):
         self._negative_count = 0
         self._notify = KernelNotifier()
         self._blksize = max(512, fs.statfs().block_size)
-        self._has_xattrs = _overrides(fs, "getxattr") or _overrides(fs, "listxattr")
+        self._has_xattrs = self.options.xattr and (_overrides(fs, "getxattr") or _overrides(fs, "listxattr"))
         self._xattr_prefixes = tuple(ns.encode() + b"." for ns in fs.xattr_namespaces)
         self._orphans = bool(fs.supports_orphans) and not self.options.read_only
         _tune_malloc()
@@ -545,6 +546,8 @@ class FsprotoOperations(pyfuse3.Operations):
 
     @_translate
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        if not self._has_xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         try:
             return [os.fsencode(n) for n in self.fs.listxattr(self.inodes.path(inode))]
         except IsADirectory:

@@ -42,6 +42,9 @@ class MountOptions:
     direct_io: bool = False  # forced on for views that do not read back what was written (text)
     # None: on when the format declares byte-exact sizes (see fsproto.mount.adapter)
     writeback_cache: bool | None = None
+    # False (-o noxattr): getxattr/listxattr answer ENOSYS, after which the kernel stops sending
+    # the GETXATTR security.capability it sends before every write(2). setxattr still works.
+    xattr: bool = True
     read_ahead_kb: int | None = None  # set on the mount's bdi after mounting (root only)
 
     def with_(self, **changes: object) -> "MountOptions":
@@ -69,7 +72,8 @@ _FLAGS = {
     "direct_io": "direct_io",
     "writeback_cache": "writeback_cache",
 }
-_NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache", "no_writeback_cache": "writeback_cache"}
+_NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache", "no_writeback_cache": "writeback_cache",
+            "noxattr": "xattr"}
 _STRINGS = {"fsname", "subtype"}
 # No max_read=: libfuse refuses it unless init() sets the same conn->max_read, which pyfuse3
 # does not; reads are sized by read-ahead (read_ahead_kb=) or direct_io instead.
