@@ -188,6 +188,12 @@ class NotPermitted(FsError):
     errno = _errno.EPERM
 
 
+class ExchangeNotSupported(NotSupported):
+    """The format cannot swap two names atomically; renameat2(2) documents EINVAL for that."""
+
+    errno = _errno.EINVAL
+
+
 class IsADirectory(FsError, IsADirectoryError):
     errno = _errno.EISDIR
 

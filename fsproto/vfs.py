@@ -1,6 +1,6 @@
 """The small VFS interface every format implements, and everything above formats uses.
 
-The FUSE adapter (:mod:`fsproto.fuse_mount`) and the offline CLI verbs only ever call a
+The FUSE adapter (:mod:`fsproto.mount.adapter`) and the offline CLI verbs only ever call a
 :class:`Filesystem`; they never see bytes of an on-disk structure. Paths are absolute,
 ``/``-separated strings (``/PROFILE.EXEC``); a flat format has only the root directory.
 
@@ -17,7 +17,7 @@ import posixpath
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from fsproto.errors import FsReadOnly, InvalidName, NoSuchAttribute, NotPermitted, NotSupported
+from fsproto.errors import ExchangeNotSupported, FsReadOnly, InvalidName, NoSuchAttribute, NotPermitted, NotSupported
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class FileStat:
     alloc_bytes: int = 0  # bytes allocated on disk (data + metadata blocks), for st_blocks
     mode: int = 0o644  # permission bits the format offers (a mount then clears its fmask/dmask)
     nlink: int = 1
+    # False when a write may leave another size than POSIX's (records padded to a length): the
+    # mount then serves this file with direct I/O. Only read where Filesystem.exact_sizes is True.
+    exact_size: bool = True
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # format-specific (recfm...)
 
 
@@ -55,6 +58,19 @@ class Filesystem(abc.ABC):
     """
 
     read_only: bool = True
+
+    # -- capabilities the mount reads (a format never knows about FUSE) -----------------------
+    #: Every file reads back exactly what was written, with POSIX sizes (after a write:
+    #: max(old size, end of the write); after truncate: the size asked), except files whose
+    #: FileStat.exact_size is False. The mount then lets the kernel cache writes (writeback).
+    exact_sizes: bool = False
+    #: Extended attribute namespaces the format stores; the mount answers probes of any other
+    #: (``security.capability`` before each write, ``system.posix_acl_access`` from ``ls -l``)
+    #: with "no such attribute" without calling the format.
+    xattr_namespaces: tuple[str, ...] = ("user",)
+    #: The format implements :meth:`orphan` and :meth:`rename_orphaning`: a file deleted or
+    #: replaced while open stays readable and writable until its last close.
+    supports_orphans: bool = False
 
     # -- lookups ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -116,6 +132,32 @@ class Filesystem(abc.ABC):
         Raises FsReadOnly, NotFound, InvalidName, NameTooLong.
         """
         raise FsReadOnly("filesystem is read-only")
+
+    def exchange(self, a: str, b: str) -> None:
+        """Swap the files named *a* and *b* in one atomic step (``RENAME_EXCHANGE``).
+
+        Raises ExchangeNotSupported where the format cannot do it atomically, FsReadOnly, NotFound.
+        """
+        raise ExchangeNotSupported("this format cannot exchange two names atomically")
+
+    # -- open-file semantics (optional, see supports_orphans) ------------------------------------
+    def orphan(self, path: str) -> str:
+        """Remove *path*'s directory entry but keep its data: returns a private path under which
+        stat/read/write/truncate keep working (never listed, no user can spell it), and
+        ``unlink(private)`` frees the blocks. The orphan lives only in memory: after a crash its
+        blocks are leaked (allocated, unreferenced), which the format's fsck repairs.
+
+        Raises NotSupported, FsReadOnly, NotFound, IsADirectory.
+        """
+        raise NotSupported("this format has no orphans")
+
+    def rename_orphaning(self, old: str, new: str) -> str | None:
+        """:meth:`rename`, except that a file it replaces becomes an orphan (see :meth:`orphan`)
+        instead of being freed; returns the orphan's private path, None when nothing was replaced.
+
+        Raises what rename raises, NotSupported.
+        """
+        raise NotSupported("this format has no orphans")
 
     def mkdir(self, path: str) -> FileStat:
         """Raises NotPermitted on a flat format (mkdir(2): EPERM), FsReadOnly, AlreadyExists..."""

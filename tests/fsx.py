@@ -6,8 +6,14 @@ Operations: write at an offset, append (O_APPEND), read (compared byte for byte)
 and a periodic directory + contents comparison. Results are compared including errno, so a
 missing file must fail the same way on both sides.
 
-Descriptors of a file are closed before it is renamed over or unlinked: path-based formats
-do not keep open-but-deleted files readable (see fsproto.mount.inodes).
+With ``mmap`` also mapped reads and mapped writes (shared mapping, msync, munmap; fsx.c's
+``domapread``/``domapwrite``), which go through the kernel's page cache and, with writeback
+caching, reach the format only when the kernel writes the pages back.
+
+Unless ``keep_open`` is set, descriptors of a file are closed before it is renamed over or
+unlinked: formats without orphans do not keep open-but-deleted files readable (see
+fsproto.mount.inodes). With ``keep_open`` they stay open, and later operations on them act on
+the deleted file, as on any kernel filesystem.
 
 A failure raises :class:`FsxFailure` with the seed and the last operations, enough to replay.
 """
@@ -15,6 +21,7 @@ A failure raises :class:`FsxFailure` with the seed and the last operations, enou
 from __future__ import annotations
 
 import collections
+import mmap
 import os
 import random
 from dataclasses import dataclass
@@ -34,6 +41,8 @@ class FsxConfig:
     max_size: int = 1 << 20  # largest offset + length a write or truncate reaches
     max_io: int = 64 << 10  # largest single write or read
     compare_every: int = 2000  # full directory + contents comparison period
+    mmap: bool = False  # also mapped reads and writes
+    keep_open: bool = False  # descriptors survive rename-over and unlink of their file
 
 
 class Fsx:
@@ -46,6 +55,7 @@ class Fsx:
         self.log: collections.deque[str] = collections.deque(maxlen=60)
         self.op_index = 0
         self.counts: collections.Counter[str] = collections.Counter()
+        self._orphans: list[tuple[int, int]] = []  # descriptor pairs of deleted files (keep_open)
 
     # -- plumbing --------------------------------------------------------------------------------
     def fail(self, message: str) -> None:
@@ -152,13 +162,23 @@ class Fsx:
     def op_rename(self, name: str) -> None:
         target = self.rng.choice(self.cfg.names)
         self.log.append(f"{self.op_index}: rename {name} -> {target}")
-        self.close(name)
-        self.close(target)
+        if not self.cfg.keep_open:
+            self.close(name)
+            self.close(target)
+        elif name != target and name in self.fds:
+            # The descriptor follows its file to the new name; the replaced file's stays open.
+            orphan = self.fds.pop(target, None)
+            self.fds[target] = self.fds.pop(name)
+            if orphan:
+                self._orphans.append(orphan)
         self.both("rename", lambda s: os.rename(self.path(s, name), self.path(s, target)))
 
     def op_unlink(self, name: str) -> None:
         self.log.append(f"{self.op_index}: unlink {name}")
-        self.close(name)
+        if not self.cfg.keep_open:
+            self.close(name)
+        elif name in self.fds:
+            self._orphans.append(self.fds.pop(name))
         self.both("unlink", lambda s: os.unlink(self.path(s, name)))
 
     def op_stat(self, name: str) -> None:
@@ -168,6 +188,43 @@ class Fsx:
     def op_close(self, name: str) -> None:
         self.log.append(f"{self.op_index}: close {name}")
         self.close(name)
+        if self._orphans:  # also the oldest deleted-but-open file, after using it once more
+            m, r = self._orphans.pop(0)
+            self.both("read deleted", lambda s: os.pread((m, r)[s], 1 << 20, 0))
+            os.close(m)
+            os.close(r)
+
+    def op_mapread(self, name: str) -> None:
+        size = self.rng.randint(1, self.cfg.max_io)
+        off = self.rng.randint(0, self.cfg.max_size - size)
+        self.log.append(f"{self.op_index}: mapread {name} off={off} len={size}")
+
+        def mapread(side: int) -> bytes:
+            fd = self.fd(name, side)
+            length = os.fstat(fd).st_size
+            if length == 0:
+                return b""  # nothing to map
+            with mmap.mmap(fd, length, mmap.MAP_SHARED, mmap.PROT_READ) as m:
+                return m[min(off, length) : min(off + size, length)]
+
+        self.both("mapread", mapread)
+
+    def op_mapwrite(self, name: str) -> None:
+        size = self.rng.randint(1, self.cfg.max_io)
+        off = self.rng.randint(0, self.cfg.max_size - size)
+        data = self.rng.randbytes(size)
+        self.log.append(f"{self.op_index}: mapwrite {name} off={off} len={size}")
+
+        def mapwrite(side: int) -> int:
+            fd = self.fd(name, side)
+            if os.fstat(fd).st_size < off + size:
+                os.ftruncate(fd, off + size)  # a mapping cannot extend a file (fsx.c does the same)
+            with mmap.mmap(fd, off + size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
+                m[off : off + size] = data
+                m.flush()  # msync(MS_SYNC)
+            return os.fstat(fd).st_size
+
+        self.both("mapwrite", mapwrite)
 
     OPS: tuple[tuple[str, int], ...] = (
         ("write", 30),
@@ -179,11 +236,16 @@ class Fsx:
         ("unlink", 3),
         ("close", 5),
     )
+    MMAP_OPS: tuple[tuple[str, int], ...] = (("mapread", 6), ("mapwrite", 6))
 
     def compare_all(self) -> None:
         """Directory listings and every file's full contents must be equal."""
         self.log.append(f"{self.op_index}: compare all")
         self.close_all()
+        for m, r in self._orphans:
+            os.close(m)
+            os.close(r)
+        self._orphans.clear()
         listings = [sorted(os.listdir(root)) for root in self.roots]
         if listings[0] != listings[1]:
             self.fail(f"directory differs: mount {listings[0]} reference {listings[1]}")
@@ -191,7 +253,7 @@ class Fsx:
             self.both(f"contents of {name}", lambda s: self.path(s, name).read_bytes())
 
     def run(self, nops: int) -> collections.Counter[str]:
-        names, weights = zip(*self.OPS)
+        names, weights = zip(*(self.OPS + (self.MMAP_OPS if self.cfg.mmap else ())))
         for self.op_index in range(nops):
             op = self.rng.choices(names, weights)[0]
             name = self.rng.choice(self.cfg.names)

@@ -8,9 +8,12 @@ log holds no warning or error the test did not expect (pyfuse3 ``test/pytest_che
 Run as a script this module is the child:
 
 * ``python fuse_helpers.py memfs MOUNTPOINT LOG [-o OPTS] [--capacity N]`` serves a fresh MemFS
-  through :func:`fsproto.fuse_mount.mount` in the foreground;
+  through :func:`fsproto.mount.daemon.mount` in the foreground;
 * ``python fuse_helpers.py cli ARGS...`` runs the real ``fsproto`` CLI with the test-only
-  ``memimg`` format registered (see :mod:`memfs`).
+  ``memimg`` format registered (see :mod:`memfs`);
+* ``python fuse_helpers.py faulty IMAGE MOUNTPOINT LOG CUT`` mounts the format on IMAGE through a
+  FaultInjectingDevice that loses power after CUT device writes (``none``: never) and logs
+  ``writes_seen=N`` when it stops, so a test can sweep every cut point of a workload.
 """
 
 from __future__ import annotations
@@ -223,7 +226,7 @@ def _serve_memfs(argv: list[str]) -> int:
     sys.path.insert(0, str(HERE))
     from memfs import MemFS
 
-    from fsproto.fuse_mount import mount
+    from fsproto.mount.daemon import mount
     from fsproto.mount.daemon import setup_logging
     from fsproto.mount.options import MountOptions, parse_options
 
@@ -242,6 +245,24 @@ def _serve_memfs(argv: list[str]) -> int:
         fs.create(f"/F{i:07d}.DATA")
         fs.write(f"/F{i:07d}.DATA", 0, b"%d\n" % i)
     mount(fs, a.mountpoint, options)
+    return 0
+
+
+def _serve_faulty(argv: list[str]) -> int:
+    from fsproto import formats
+    from fsproto.mount.daemon import mount, setup_logging
+    from fsproto.mount.options import MountOptions
+    from fsproto.rawdev import FaultInjectingDevice, ImageFile
+
+    image, mountpoint, log_path, cut = argv
+    setup_logging(log_path, debug=False)
+    fdev = FaultInjectingDevice(ImageFile(image, writable=True), cut_after_writes=None if cut == "none" else int(cut))
+    fmt = formats.detect(fdev)
+    fs = fmt.open(fdev)
+    try:
+        mount(fs, mountpoint, MountOptions(fsname="faulty", subtype=fmt.name), device=fdev)
+    finally:
+        logging.getLogger("fsproto.test").info("writes_seen=%d", fdev.writes_seen)
     return 0
 
 
@@ -264,4 +285,6 @@ if __name__ == "__main__":
         sys.exit(_serve_memfs(sys.argv[2:]))
     if sys.argv[1] == "cli":
         sys.exit(_run_cli(sys.argv[2:]))
+    if sys.argv[1] == "faulty":
+        sys.exit(_serve_faulty(sys.argv[2:]))
     sys.exit(f"unknown mode {sys.argv[1]!r}")

@@ -86,3 +86,27 @@ def test_readdir_reference_unsent_entry_is_dropped():
     t.add_lookup(b)
     t.drop_unreferenced(b)
     assert t.path(b) == "/B"
+
+
+def test_orphan_keeps_the_number_until_buried():
+    t = InodeTable()
+    a = t.lookup("/A")
+    t.open(a)
+    t.orphan(a, "/\0orphan.1")
+    assert t.is_orphan(a) and t.path(a) == "/\0orphan.1" and t.inode_of("/A") is None
+    b = t.lookup("/A")  # a new file of the same name gets a new number
+    assert b != a
+    t.forget(a, 1)
+    t.release(a)
+    assert a in t  # still an orphan: the adapter frees its blocks, then buries it
+    t.bury(a)
+    assert a not in t
+    assert t.path(b) == "/A"
+
+
+def test_exchange_swaps_paths_and_descendants():
+    t = InodeTable()
+    a, b, c = t.lookup("/A"), t.lookup("/B"), t.lookup("/A/C")
+    t.exchange("/A", "/B")
+    assert (t.path(a), t.path(b), t.path(c)) == ("/B", "/A", "/B/C")
+    assert t.inode_of("/A") == b and t.inode_of("/B") == a

@@ -62,7 +62,7 @@ def mount_cmd(
                 raise UsageError("-o writeback_cache needs a byte-exact view; it cannot be used with --text")
             # A text view does not read back byte-for-byte what was written (records are
             # re-encoded), so the kernel must not serve file data from its page cache.
-            options = options.with_(direct_io=True, keep_cache=False)
+            options = options.with_(direct_io=True, keep_cache=False, writeback_cache=False)
     if codepage is not None:
         format_options["codepage"] = codepage
     debug = debug or bool((ctx.obj or {}).get("debug"))

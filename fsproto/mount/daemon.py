@@ -37,6 +37,7 @@ import pyfuse3
 import trio
 
 from fsproto.errors import DeviceBusy, MountError, UsageError
+from fsproto.mount.adapter import FsprotoOperations
 from fsproto.mount.options import MountOptions
 from fsproto.vfs import Filesystem
 
@@ -184,14 +185,14 @@ def _syncfs(mountpoint: str) -> None:
         os.close(fd)
 
 
-async def _main_loop(options: MountOptions, mountpoint: str) -> None:
+async def _main_loop(ops: FsprotoOperations, options: MountOptions, mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
 
         async def on_signals() -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 async for signum in signals:
                     log.info("%s: unmounting %s", signal.Signals(signum).name, mountpoint)
-                    if options.writeback_cache:
+                    if ops.writeback:
                         # Dirty pages live in the kernel: have it write them to us while the
                         # loop still serves (from a thread: syncfs blocks until we answer).
                         await trio.to_thread.run_sync(_syncfs, mountpoint)
@@ -210,7 +211,7 @@ def _serve_mounted(ops: Any, fs: Filesystem, mountpoint: str, options: MountOpti
     """Run the main loop of an already mounted *ops*, then take everything down in order."""
     failed: BaseException | None = None
     try:
-        trio.run(_main_loop, options, mountpoint)
+        trio.run(_main_loop, ops, options, mountpoint)
     except BaseException as e:  # noqa: BLE001 - still unmount and flush, then re-raise
         failed = e
         log.exception("main loop ended with an error")
@@ -242,8 +243,6 @@ def serve(
 
     Raises UsageError (bad mount point), MountError, DeviceBusy (already served).
     """
-    from fsproto.fuse_mount import FsprotoOperations
-
     mp = check_mountpoint(mountpoint)
     lock_fd = _take_lock(mp)
     try:
@@ -255,6 +254,16 @@ def serve(
         _serve_mounted(ops, fs, mp, options, device)
     finally:
         _release_lock(mp, lock_fd)
+
+
+def mount(fs: Filesystem, mountpoint: str, options: MountOptions | None = None, **kwargs: Any) -> None:
+    """Mount *fs* at *mountpoint* and serve in this process until unmounted or SIGINT/SIGTERM.
+
+    On the way out the mount is removed and ``fs.close()`` is called (all data flushed).
+    Keyword arguments go to :func:`serve` (``device`` to close last, ``ready`` called once the
+    mount exists). Raises MountError, UsageError.
+    """
+    serve(fs, mountpoint, options or MountOptions(), **kwargs)
 
 
 def mount_device(
@@ -273,7 +282,6 @@ def mount_device(
     Raises UsageError, DeviceError, UnknownFormat, FormatError, MountError.
     """
     from fsproto import formats
-    from fsproto.fuse_mount import FsprotoOperations
     from fsproto.blockdev.open import is_path_spec
     from fsproto.rawdev import open_device
 
@@ -433,4 +441,4 @@ def _wait_for_daemon(mp: str, timeout: float) -> None:
         os.close(fd)
 
 
-__all__ = ["serve", "mount_device", "umount", "setup_logging", "make_log_handler", "install_log_handler"]
+__all__ = ["mount", "serve", "mount_device", "umount", "setup_logging", "make_log_handler", "install_log_handler"]

@@ -14,8 +14,11 @@ Rules it keeps (see libfuse ``fuse_lowlevel.h``, ``forget``):
   stays valid for the kernel until forgotten, but no longer names a file (ESTALE).
 * ``rename`` moves the path of the inode and, for a directory, of everything below it.
 
-Limits: a path-based format has no open-but-unlinked files, so handles on a file that was
-deleted or replaced fail with ESTALE instead of reading the old data.
+* ``orphan`` gives an open inode whose file was deleted or replaced the private path the
+  format keeps it under (see :meth:`fsproto.vfs.Filesystem.orphan`); its number stays.
+
+Limits: on a format without orphans, handles on a file that was deleted or replaced fail with
+ESTALE instead of reading the old data.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class _Entry:
     path: str | None  # None once deleted or replaced
     lookups: int = 0
     opens: int = 0
+    orphan: bool = False  # path is the format's private path of a deleted, still open file
 
 
 class InodeTable:
@@ -70,6 +74,14 @@ class InodeTable:
     def lookups(self, inode: int) -> int:
         entry = self._entries.get(inode)
         return entry.lookups if entry else 0
+
+    def opens(self, inode: int) -> int:
+        entry = self._entries.get(inode)
+        return entry.opens if entry else 0
+
+    def is_orphan(self, inode: int) -> bool:
+        entry = self._entries.get(inode)
+        return bool(entry and entry.orphan)
 
     # -- the kernel's reference counts ----------------------------------------------------
     def ensure(self, path: str) -> int:
@@ -123,6 +135,20 @@ class InodeTable:
             self._entries[inode].path = None
             self._maybe_drop(inode)
 
+    def orphan(self, inode: int, private: str) -> None:
+        """*inode*'s file was deleted while open and lives on under the format's *private* path."""
+        entry = self._entries[inode]
+        if entry.path is not None and self._by_path.get(entry.path) == inode:
+            del self._by_path[entry.path]
+        entry.path, entry.orphan = private, True
+
+    def bury(self, inode: int) -> None:
+        """The orphan's last handle closed and its data was freed: the number names nothing now."""
+        entry = self._entries.get(inode)
+        if entry is not None:
+            entry.path, entry.orphan = None, False
+            self._maybe_drop(inode)
+
     def rename(self, old: str, new: str) -> None:
         """*old* is now *new* (replacing whatever *new* was); moves descendants too."""
         moving = self._by_path.get(old)
@@ -140,9 +166,16 @@ class InodeTable:
             self._entries[inode].path = new_path
             self._by_path[new_path] = inode
 
+    def exchange(self, a: str, b: str) -> None:
+        """The files at *a* and *b* swapped names (RENAME_EXCHANGE); descendants move too."""
+        parking = "\0exchange"  # no kernel name contains NUL: never a real path
+        self.rename(a, parking)
+        self.rename(b, a)
+        self.rename(parking, b)
+
     def _maybe_drop(self, inode: int) -> None:
         entry = self._entries.get(inode)
-        if entry is None or inode == ROOT_INODE or entry.lookups or entry.opens:
+        if entry is None or inode == ROOT_INODE or entry.lookups or entry.opens or entry.orphan:
             return
         del self._entries[inode]
         if entry.path is not None and self._by_path.get(entry.path) == inode:

@@ -49,7 +49,11 @@ class MountOptions:
     entry_timeout: float = ENTRY_TIMEOUT
     keep_cache: bool = True  # only writer: pages cached by the kernel stay valid across opens
     direct_io: bool = False  # forced on for views that do not read back what was written (text)
-    writeback_cache: bool = False  # off: see the note in fsproto.fuse_mount
+    # None: on when the format declares byte-exact sizes (see fsproto.mount.adapter)
+    writeback_cache: bool | None = None
+    # False (-o noxattr): getxattr/listxattr answer ENOSYS, after which the kernel stops sending
+    # the GETXATTR security.capability it sends before every write(2). setxattr still works.
+    xattr: bool = True
     read_ahead_kb: int | None = None  # set on the mount's bdi after mounting (root only)
 
     def with_(self, **changes: object) -> "MountOptions":
@@ -102,7 +106,8 @@ _FLAGS = {
     "direct_io": "direct_io",
     "writeback_cache": "writeback_cache",
 }
-_NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache", "no_default_permissions": "default_permissions"}
+_NEGATED = {"rw": "read_only", "no_keep_cache": "keep_cache", "no_default_permissions": "default_permissions",
+            "no_writeback_cache": "writeback_cache", "noxattr": "xattr"}
 _STRINGS = {"fsname", "subtype"}
 # No max_read=: libfuse refuses it unless init() sets the same conn->max_read, which pyfuse3
 # does not; reads are sized by read-ahead (read_ahead_kb=) or direct_io instead.

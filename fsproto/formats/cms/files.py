@@ -219,10 +219,9 @@ def _commit_stream(fs: "CmsFilesystem", key: tuple[bytes, bytes], fm: FileMap, p
                     new.hi[j], new.disp[j] = h, dsp
                     dirty.add(j)
         update_tree(old, new, dirty, bs, txn.alloc, txn.write, txn.freed, n_old=old_n)
-        slot = fs.dir.index[key]
         upd = dict(fop=new.fop, data_blocks=new.data_block_count(), records=nrec, lrecl=lrecl, levels=new.levels)
         txn.prepare()
-        fs.commit_fst(slot, upd, touch=True)
+        fs.commit_file(key, upd, touch=True)  # the FST write (an orphan's lives in memory)
     except BaseException:
         txn.rollback()
         raise

@@ -20,6 +20,7 @@ import time
 from typing import Callable
 
 from fsproto.errors import (
+    ExchangeNotSupported,
     FileTooBig,
     FormatError,
     FsError,
@@ -32,11 +33,11 @@ from fsproto.errors import (
     NoSpace,
     NotFound,
 )
-from fsproto.formats.cms import files
+from fsproto.formats.cms import files, orphans
 from fsproto.formats.cms.alloc import AllocMap
 from fsproto.formats.cms.codepage import check_codepage
 from fsproto.formats.cms.directory import Directory, Fst, parse_mode, parse_name
-from fsproto.formats.cms.layout import RECFM_F, RECFM_V
+from fsproto.formats.cms.layout import FST_SIZE, RECFM_F, RECFM_V
 from fsproto.formats.cms.namespace import Namespace
 from fsproto.formats.cms.pointers import read_tree
 from fsproto.formats.cms.records import FileMap, index_v_records, iter_records, read_binary, records_to_text, \
@@ -75,6 +76,8 @@ def _mutation(fn):
 class CmsFilesystem(Filesystem):
     """One open CMS volume. Raises only fsproto.errors types (see each method)."""
 
+    supports_orphans = True  # see orphans.py
+
     def __init__(self, dev: BlockDevice, *, text: bool = False, codepage: str = "cp1047",
                  clock: Callable[[], float] = time.time) -> None:
         """Open and check the volume. Raises UnknownFormat, FormatError, UsageError (code page)."""
@@ -88,9 +91,13 @@ class CmsFilesystem(Filesystem):
         self.ns = Namespace(self)
         self._maps: dict[Key, FileMap] = {}
         self._texts: dict[Key, bytes] = {}
+        self.orphans = orphans.Orphans()
         self._date_second: int | None = None
         self._date: tuple[bytes, bool] = (bytes(6), False)
         self.read_only = dev.read_only
+        # The binary view reads back what was written, except F files (whole records; their
+        # FileStat says exact_size=False). The text view re-encodes records: not byte-exact.
+        self.exact_sizes = not self.text
 
     # -- helpers -----------------------------------------------------------------------------------
     def _reload(self) -> None:
@@ -120,14 +127,43 @@ class CmsFilesystem(Filesystem):
     def commit_fst(self, slot: int, changes: dict, *, touch: bool) -> None:
         self.ns.commit_fst(slot, changes, touch=touch)
 
+    def commit_file(self, key: Key, changes: dict, *, touch: bool) -> None:
+        """The commit of a change to file *key*: its FST in the directory, or an orphan's in memory."""
+        fst = self.orphans.fsts.get(key)
+        if fst is None:
+            self.ns.commit_fst(self.dir.index[key], changes, touch=touch)
+            return
+        for k, v in changes.items():
+            setattr(fst, k, v)
+        if touch:
+            fst.date, century = self.now_date()
+            fst.flag = (fst.flag | 0x08) if century else (fst.flag & ~0x08)
+
     def forget(self, key: Key) -> None:
         self._maps.pop(key, None)
         self._texts.pop(key, None)
 
+    def move_cache(self, old: Key, new: Key) -> None:
+        """The file cached as *old* is now called *new* (rename, orphan)."""
+        fm = self._maps.pop(old, None)
+        text = self._texts.pop(old, None)
+        self.forget(new)
+        if fm is not None:
+            self._maps[new] = fm
+        if text is not None:
+            self._texts[new] = text
+
     def _key(self, path: str) -> Key:
         return _path_key(path)
 
+    def _fst(self, key: Key, slot: int) -> Fst:
+        return self.orphans.fsts[key] if slot < 0 else self.dir.slots[slot]
+
     def _slot(self, path: str) -> tuple[Key, int]:
+        """(key, directory slot) of *path*; slot -1 for an orphan's private path. Raises NotFound."""
+        okey = self.orphans.key_of(path)
+        if okey is not None:
+            return okey, -1
         key = self._key(path)
         slot = self.dir.lookup(key)
         if slot is None:
@@ -159,7 +195,7 @@ class CmsFilesystem(Filesystem):
         fm = self._maps.get(key)
         if fm is not None:
             return fm
-        fst = self.dir.slots[self.dir.index[key]]
+        fst = self.orphans.fsts.get(key) or self.dir.slots[self.dir.index[key]]
         fm = load_filemap(self.vol, fst)
         self._maps[key] = fm
         return fm
@@ -185,6 +221,7 @@ class CmsFilesystem(Filesystem):
             mtime_ns=date_to_ns(fst.date, fst.century),
             alloc_bytes=(fst.data_blocks + pointer_blocks) * self.vol.block_size,
             mode=0o444 if self.read_only else 0o666,  # no execute bit in CMS; the mount's fmask applies
+            exact_size=fst.recfm != RECFM_F,
             extra={"recfm": fst.recfm_char, "lrecl": str(fst.lrecl), "mode": fst.mode_str(),
                    "records": str(fst.records), "levels": str(fst.levels)},
         )
@@ -198,7 +235,7 @@ class CmsFilesystem(Filesystem):
             return FileStat(name="/", is_dir=True, size=self.dir.count * 64, mtime_ns=date_to_ns(d.date, d.century),
                             mode=0o555 if self.read_only else 0o777, nlink=2)
         key, slot = self._slot(path)
-        return self._stat_fst(key, self.dir.slots[slot])
+        return self._stat_fst(key, self._fst(key, slot))
 
     def listdir(self, path: str = "/") -> list[FileStat]:
         """Every file; a damaged one is listed with size 0 and ``extra["error"]``. Raises NotFound, NotADirectory."""
@@ -310,9 +347,61 @@ class CmsFilesystem(Filesystem):
         """Raises FsReadOnly, NotFound, IsADirectory, InvalidName."""
         self._check_writable()
         key, slot = self._slot(path)
+        if slot < 0:
+            orphans.release(self, key)
+            return
         blocks = self._all_blocks(key)
         self.ns.delete(slot, blocks)
         self.forget(key)
+
+    @_mutation
+    def orphan(self, path: str) -> str:
+        """Delete *path* from the directory but keep its blocks (see orphans.py); returns the
+        private path. Raises FsReadOnly, NotFound, IsADirectory, InvalidName."""
+        self._check_writable()
+        key, slot = self._slot(path)
+        if slot < 0:
+            raise NotFound(f"{path}: no such file", device=self.vol.name)
+        return orphans.detach(self, key, slot)
+
+    @_mutation
+    def rename_orphaning(self, old: str, new: str) -> str | None:
+        """rename(), but a replaced file becomes an orphan. Raises what rename raises."""
+        self._check_writable()
+        key, slot = self._slot(old)
+        new_key = self._key(new)
+        target = self.dir.lookup(new_key)
+        if target is None or new_key == key or slot < 0:
+            self.rename(old, new)
+            return None
+        private = orphans.detach(self, new_key, target, rename_to=new_key, source_slot=slot)
+        self.move_cache(key, new_key)
+        return private
+
+    @_mutation
+    def exchange(self, a: str, b: str) -> None:
+        """Swap the names of two files whose FSTs share a directory block: one block write, so
+        a cut leaves either both old names or both new. Raises ExchangeNotSupported (different
+        blocks), FsReadOnly, NotFound."""
+        self._check_writable()
+        ka, sa = self._slot(a)
+        kb, sb = self._slot(b)
+        if sa < 0 or sb < 0:
+            raise NotFound("an orphan has no name to exchange", device=self.vol.name)
+        if ka == kb:
+            return
+        per_block = self.vol.block_size // FST_SIZE
+        if sa // per_block != sb // per_block:
+            raise ExchangeNotSupported(f"{a} and {b} are in different directory blocks; CMS can swap "
+                                       "two names atomically only within one", device=self.vol.name)
+        self.ns.exchange(sa, sb)
+        fa, ta = self._maps.pop(ka, None), self._texts.pop(ka, None)
+        self.move_cache(kb, ka)
+        self.forget(kb)
+        if fa is not None:
+            self._maps[kb] = fa
+        if ta is not None:
+            self._texts[kb] = ta
 
     @_mutation
     def rename(self, old: str, new: str) -> None:
@@ -320,24 +409,18 @@ class CmsFilesystem(Filesystem):
         self._check_writable()
         key, slot = self._slot(old)
         new_key = self._key(new)
-        if new_key == key:
+        if new_key == key or slot < 0:
             return
         target = self.dir.lookup(new_key)
         target_blocks = self._all_blocks(new_key) if target is not None else None
         self.ns.rename(slot, new_key, target_blocks)
-        fm = self._maps.pop(key, None)
-        text = self._texts.pop(key, None)
-        self.forget(new_key)
-        if fm is not None:
-            self._maps[new_key] = fm
-        if text is not None:
-            self._texts[new_key] = text
+        self.move_cache(key, new_key)
 
     @_mutation
     def set_mtime(self, path: str, mtime_ns: int) -> None:
         """Set the FST date (local time; 1900-2099). Raises FsReadOnly, NotFound, InvalidOperation."""
         self._check_writable()
-        _, slot = self._slot(path)
+        key, slot = self._slot(path)
         t = mtime_ns / 1e9
         try:
             year = time.localtime(t).tm_year
@@ -346,8 +429,8 @@ class CmsFilesystem(Filesystem):
         if not 1900 <= year <= 2099:
             raise InvalidOperation(f"year {year} cannot be stored in an FST date")
         date, century = encode_date(t)
-        flag = self.dir.slots[slot].flag
-        self.commit_fst(slot, {"date": date, "flag": (flag | 0x08) if century else (flag & ~0x08)}, touch=False)
+        flag = self._fst(key, slot).flag
+        self.commit_file(key, {"date": date, "flag": (flag | 0x08) if century else (flag & ~0x08)}, touch=False)
 
     # -- extended attributes ---------------------------------------------------------------------------
     def listxattr(self, path: str) -> list[str]:
@@ -356,8 +439,8 @@ class CmsFilesystem(Filesystem):
 
     def getxattr(self, path: str, name: str) -> bytes:
         """Raises NoSuchAttribute, NotFound."""
-        _, slot = self._slot(path)
-        fst = self.dir.slots[slot]
+        key, slot = self._slot(path)
+        fst = self._fst(key, slot)
         if name == "user.record_format":
             return fst.recfm_char.encode()
         if name == "user.record_lrecl":
@@ -371,7 +454,7 @@ class CmsFilesystem(Filesystem):
         """Raises NoSuchAttribute, InvalidOperation (file has records, bad value), FsReadOnly."""
         self._check_writable()
         key, slot = self._slot(path)
-        fst = self.dir.slots[slot]
+        fst = self._fst(key, slot)
         if name not in XATTRS:
             raise NoSuchAttribute(f"no attribute {name}")
         if fst.records:
@@ -391,7 +474,7 @@ class CmsFilesystem(Filesystem):
                 changes = {"fmode": parse_mode(val)}
             except InvalidName as e:
                 raise InvalidOperation(str(e)) from None
-        self.commit_fst(slot, changes, touch=False)
+        self.commit_file(key, changes, touch=False)
         self.forget(key)
 
     # -- whole filesystem --------------------------------------------------------------------------------

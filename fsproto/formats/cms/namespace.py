@@ -213,5 +213,18 @@ class Namespace:
         f.reserved_60 = b"\x00" + f.reserved_60[1:]
         self._write_block(self._put(now, f.to_bytes()))
 
+    # -- exchange ------------------------------------------------------------------------------------
+    def exchange(self, sa: int, sb: int) -> None:
+        """Swap the names of the FSTs at *sa* and *sb*, which share a directory block: one write."""
+        d = self.dir
+        fa = Fst.from_bytes(d.slots[sa].to_bytes())
+        fb = Fst.from_bytes(d.slots[sb].to_bytes())
+        ka, kb = fa.key, fb.key
+        (fa.fname, fa.ftype), (fb.fname, fb.ftype) = kb, ka
+        j = self._put(sa, fa.to_bytes())
+        assert self._put(sb, fb.to_bytes()) == j
+        self._write_block(j)  # commit
+        d.index[ka], d.index[kb] = sb, sa
+
     def free_name(self) -> bytes:
         return FREE_NAME

@@ -23,6 +23,7 @@ from fsproto.formats.fat import directory as dirmod
 from fsproto.formats.fat import files, layout
 from fsproto.formats.fat.directory import DirEntry, Directory
 from fsproto.formats.fat.fat_table import FatTable
+from fsproto.formats.fat.orphans import OrphanDir
 from fsproto.formats.fat.volume import Volume
 from fsproto.vfs import FileStat, Filesystem, FsStats, split_path
 
@@ -32,6 +33,10 @@ _CHAIN_CACHE_MAX = 256
 
 class FatFilesystem(Filesystem):
     """Read-write FAT view; writable iff the device is."""
+
+    exact_sizes = True  # a directory entry holds the byte size; data reads back as written
+    xattr_namespaces = ()  # FAT stores no extended attributes
+    supports_orphans = True  # see orphans.py
 
     def __init__(self, vol: Volume, fat: FatTable | None = None) -> None:
         """Raises FormatError, DeviceError."""
@@ -43,6 +48,7 @@ class FatFilesystem(Filesystem):
         self._dirs: dict[int, Directory] = {}
         self._chains: dict[int, list[int]] = {}
         self._fsinfo_dirty = False
+        self._orphans = OrphanDir()
         self.label = self._read_label()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -87,6 +93,9 @@ class FatFilesystem(Filesystem):
             from fsproto.errors import InvalidName
 
             raise InvalidName(f"path {path!r} is not absolute")
+        orphan = self._orphans.lookup(path)
+        if orphan is not None:
+            return self._orphans, orphan  # type: ignore[return-value]  # stands in for the parent
         parts = [dirmod.strip_trailing_dots(p) for p in path.split("/") if p and p != "."]
         if ".." in parts:
             from fsproto.errors import InvalidName
@@ -302,6 +311,17 @@ class FatFilesystem(Filesystem):
         self._chains.pop(e.cluster, None)
         self._fsinfo_dirty = True
 
+    def orphan(self, path: str) -> str:
+        """Remove *path*'s entry, keep its clusters (see orphans.py); returns the private path.
+        Raises FsReadOnly, NotFound, IsADirectory."""
+        parent, e = self._file(path)
+        parent.remove(e)
+        return self._orphans.adopt(e)
+
+    def rename_orphaning(self, old: str, new: str) -> str | None:
+        """rename(), but a replaced file keeps its clusters as an orphan. Raises what rename raises."""
+        return self._rename(old, new, keep_replaced=True)
+
     def mkdir(self, path: str) -> FileStat:
         """Raises FsReadOnly, AlreadyExists, InvalidName, NameTooLong, NoSpace, NotFound."""
         d, parent_cluster, name = self._new_slot(path)
@@ -346,6 +366,9 @@ class FatFilesystem(Filesystem):
     def rename(self, old: str, new: str) -> None:
         """POSIX rename. Raises FsReadOnly, NotFound, InvalidName, NameTooLong, IsADirectory,
         NotADirectory, DirectoryNotEmpty, InvalidOperation (a directory into itself), NoSpace."""
+        self._rename(old, new)
+
+    def _rename(self, old: str, new: str, *, keep_replaced: bool = False) -> str | None:
         self._check_writable()
         po, eo = self._lookup(old)
         if eo is None:
@@ -369,9 +392,10 @@ class FatFilesystem(Filesystem):
                 probe = split_path(probe)[0]
         en = pn.find(name)
         victim: list[int] = []
+        private = None
         if en is not None and pn is po and en.slot == eo.slot:
             if en.name == name:
-                return  # rename onto itself
+                return None  # rename onto itself
             en = None  # a change of case only: re-place the entry under the new spelling
         if en is not None:
             if en.is_dir and not eo.is_dir:
@@ -383,6 +407,8 @@ class FatFilesystem(Filesystem):
                 if not sub.is_empty():
                     raise DirectoryNotEmpty(f"{new}: directory not empty", device=self.vol.name)
                 victim = list(sub.chain)
+            elif keep_replaced:
+                private = self._orphans.adopt(en)
             else:
                 victim = self.fat.chain(en.cluster, owner=new)
             pn.remove(en)
@@ -401,6 +427,7 @@ class FatFilesystem(Filesystem):
             self.fat.free_chain(victim)
             self.fat.flush()
             self._fsinfo_dirty = True
+        return private
 
     def set_mtime(self, path: str, mtime_ns: int) -> None:
         """Raises FsReadOnly, NotFound."""
