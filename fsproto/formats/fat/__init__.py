@@ -3,7 +3,7 @@
 ``FORMAT`` is registered under the ``fsproto.formats`` entry-point group. Modules: ``layout``
 (construct declarations), ``volume`` (boot sector, geometry, I/O), ``fat_table`` (entries and
 chains), ``directory`` (8.3 and long names), ``files`` (data ranges), ``fs`` (the VFS view),
-``mkfs`` and ``fsck``.
+``mkfs``, ``fsck`` and ``blockmap`` (every sector's role, from fsck's walk).
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ class FatFormat(Format):
 
     def dump(self, dev: BlockDevice, path: str | None = None) -> str:
         return _dump(dev, path)
+
+    def block_map(self, dev: BlockDevice):
+        """Every sector's role from fsck's walk. Raises UnknownFormat, FormatError, DeviceError."""
+        from fsproto.formats.fat.blockmap import block_map
+
+        return block_map(dev)
 
 
 FORMAT = FatFormat()
