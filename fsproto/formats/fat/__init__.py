@@ -63,5 +63,11 @@ class FatFormat(Format):
 
         return block_map(dev)
 
+    def outline(self, dev: BlockDevice, bmap):
+        """boot sector -> FATs -> directories -> cluster chains. Raises UnknownFormat, FormatError."""
+        from fsproto.formats.fat.outline import outline
+
+        return outline(dev, bmap)
+
 
 FORMAT = FatFormat()
