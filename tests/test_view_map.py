@@ -21,6 +21,7 @@ from PIL import Image
 
 from conftest import SHARED
 from fsproto.cli import cli
+from fsproto.errors import MediaError
 from fsproto.formats.cms import FORMAT as CMS
 from fsproto.formats.fat import FORMAT as FAT
 from fsproto.formats.fat.fsck import walk as fat_walk
@@ -133,6 +134,32 @@ def test_cms_unreadable_block_is_marked(tmp_path) -> None:
     e = bmap.extent_at(victim)
     assert (e.role, e.owner) == ("unreadable", "FILE05.DATA")
     assert bmap.role_of(victim + 1 if bmap.extent_at(victim + 1).owner == "FILE05.DATA" else victim - 1) == "data"
+
+
+@needs_images
+def test_cms_bad_sector_under_a_v_file_is_marked_not_fatal(cms512) -> None:
+    _, path = cms512
+    with ImageFile(path) as inner:
+        fs = CMS.open(inner)
+        victim = fs.filemap(fs._key("/PROFILE.EXEC")).tree.leaves[1]  # V data: the walk reads it
+        healthy = _roles(CMS.block_map(inner))
+        with pytest.raises(MediaError):  # fsck itself stops at the bad sector (exit 8) ...
+            CMS.fsck(FaultInjectingDevice(inner, read_errors=[victim - 1], owns_inner=False))
+        bmap = CMS.block_map(FaultInjectingDevice(inner, read_errors=[victim - 1], owns_inner=False))
+    # ... the map marks it and shows everything else as before.
+    e = bmap.extent_at(victim)
+    assert (e.role, e.owner) == ("unreadable", "PROFILE.EXEC")
+    assert bmap.problems[0].code == "unreadable" and f"LBA {victim - 1}" in bmap.problems[0].message
+    assert any(p.code == "file-unreadable" and "PROFILE.EXEC" in p.message for p in bmap.problems)
+    for u, (role, owner, level) in _roles(bmap).items():
+        if u == victim:
+            continue
+        if healthy[u][1] == "PROFILE.EXEC":  # fsck cannot read the file: its blocks are leaked, still named
+            assert (role, owner) == ("leaked", "PROFILE.EXEC"), u
+        else:
+            assert (role, owner, level) == healthy[u], u
+    with pytest.raises(MediaError):
+        bmap.read_unit(victim, 1)  # a viewer reading the block sees the real device fail
 
 
 def _mtools_image(path: Path) -> dict[str, list[int]]:

@@ -5,10 +5,12 @@ A format that implements :meth:`fsproto.formats.base.Format.block_map` returns a
 blocks), each with a role from :data:`ROLES`, the file or structure that owns it and, where the
 format declares one, the construct struct every unit of the extent holds. The map is built from
 the same walk fsck makes (:class:`BlockClaims` records it), so the picture and the findings
-cannot disagree; the findings themselves ride along in :attr:`BlockMap.problems`.
+cannot disagree; the findings themselves ride along in :attr:`BlockMap.problems`. Unreadable blocks are found by
+one scan of the device (:func:`readable_view`); the walk then runs on a view where they read as
+zeros, so a bad sector is marked on the map instead of ending it.
 
 ``fsproto map`` draws it and ``fsproto explore`` browses it (``fsproto/view/``); nothing here
-draws. Limits: one :class:`Claim` object per claiming call, one dict slot per claimed unit (a
+draws. Limits: the scan reads the whole device once (1 MiB at a time); one :class:`Claim` object per claiming call, one dict slot per claimed unit (a
 1 GiB CMS disk of 4 KiB blocks is 262,144 slots); extents are merged runs, so a map's size grows
 with fragmentation, not with the disk.
 """
@@ -19,7 +21,9 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from fsproto.errors import DeviceError, MediaError
+from fsproto.errors import DeviceError, MediaError, ReadOnlyError
+from fsproto.formats.base import Problem
+from fsproto.rawdev import BlockDevice, WrappedDevice
 
 # Role keys, in the order legends list them, with the words a legend shows.
 ROLES: dict[str, str] = {
@@ -185,6 +189,53 @@ def find_unreadable(read: Callable[[int, int], bytes], first: int, count: int, *
             except (MediaError, DeviceError):
                 bad.add(u)
     return bad
+
+
+class ZeroFilledDevice(WrappedDevice):
+    """*inner* read-only, with the device blocks in *bad* reading as zeros: the view a block
+    map's walk runs on, so one bad sector under a V file's data does not stop the whole walk
+    (the map marks those blocks unreadable; fsck on the real device still stops there)."""
+
+    def __init__(self, inner: BlockDevice, bad: set[int]) -> None:
+        super().__init__(inner, inner.name, inner.block_size, inner.num_blocks, read_only=True, owns_inner=False)
+        self._bad = set(bad)
+
+    def _read(self, lba: int, count: int) -> bytes:
+        hit = [b for b in range(lba, lba + count) if b in self._bad]
+        if not hit:
+            return self._inner.read(lba, count)
+        bs, out, pos = self.block_size, bytearray(), lba
+        for b in hit + [lba + count]:
+            if b > pos:
+                out += self._inner.read(pos, b - pos)
+            if b < lba + count:
+                out += bytes(bs)
+            pos = b + 1
+        return bytes(out)
+
+    def _write(self, lba: int, data: bytes | bytearray | memoryview) -> None:  # pragma: no cover - read-only
+        raise ReadOnlyError("a block map's view is read-only", device=self.name)
+
+
+def readable_view(dev: BlockDevice, *, chunk_bytes: int = 1 << 20) -> tuple[BlockDevice, set[int]]:
+    """Scan *dev* once; returns (a view where unreadable device blocks read as zeros, those blocks)."""
+    bad = find_unreadable(dev.read, 0, dev.num_blocks, chunk=max(1, chunk_bytes // dev.block_size))
+    return (ZeroFilledDevice(dev, bad) if bad else dev), bad
+
+
+def units_on(bad_lbas: set[int], dev_block: int, unit_size: int, first_unit: int) -> set[int]:
+    """Units (of *unit_size* bytes, numbered from *first_unit* at byte 0) overlapping *bad_lbas*."""
+    out: set[int] = set()
+    for lba in bad_lbas:
+        lo, hi = lba * dev_block, (lba + 1) * dev_block
+        out.update(range(first_unit + lo // unit_size, first_unit + (hi - 1) // unit_size + 1))
+    return out
+
+
+def unreadable_problem(dev: BlockDevice, bad_lbas: set[int]) -> Problem:
+    shown = ", ".join(map(str, sorted(bad_lbas)[:8])) + (", ..." if len(bad_lbas) > 8 else "")
+    return Problem("unreadable", f"{len(bad_lbas)} device block(s) of {dev.block_size} B fail to read "
+                   f"(LBA {shown}); the walk read them as zeros")
 
 
 def mark_unreadable(extents: list[Extent], bad: set[int]) -> list[Extent]:

@@ -3,11 +3,13 @@
 Roles: blocks 1-2 reserved, block 3 the label (CKD: byte 2 x blocksize), the directory's and the
 allocation map's blocks, pointer blocks by level (of the directory, the map or a file), file
 data; a block no walk reaches is free, or "leaked" when the map marks it; a reached block the
-map leaves free is "unmarked"; one reached twice is "cross-linked"; one whose read fails,
+map leaves free is "unmarked"; the blocks of a file fsck cannot read are "leaked" (as fsck counts
+them) but still named after the file when its pointer tree reads; one reached twice is "cross-linked"; one whose read fails,
 "unreadable". Each extent names the construct struct its blocks hold (layout.py), so a viewer
 can name the fields. Reference: shared/specs/cms-edf.md.
 
-Limits: a walk that stops (a bad label is an error here; a directory or map that cannot be read
+Limits: the walk runs on a view where unreadable device blocks read as zeros (blockmap.py), so
+its findings about those blocks are what zeros there would mean; a walk that stops (a bad label is an error here; a directory or map that cannot be read
 is not) leaves the blocks it never reached as "unknown".
 """
 
@@ -15,12 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsproto.errors import FormatError
-from fsproto.formats.blockmap import BlockMap, UnitInfo, extents_from, find_unreadable, mark_unreadable
-from fsproto.formats.cms.fsck import walk
+from fsproto.errors import FormatError, FsprotoError
+from fsproto.formats.blockmap import (BlockMap, UnitInfo, extents_from, mark_unreadable, readable_view,
+                                     unreadable_problem, units_on)
+from fsproto.formats.cms.fsck import Walk, walk
 from construct import Bytes, Struct
 
 from fsproto.formats.cms.layout import ADT, f_pointer_block, fst_block, v_pointer_block
+from fsproto.formats.cms.pointers import read_tree
+from fsproto.formats.cms.volume import Volume
 from fsproto.rawdev import BlockDevice
 
 
@@ -34,9 +39,32 @@ def _pointer_target(num_blocks: int):
     return target
 
 
+def _owners_of_unreadable_files(w: Walk) -> dict[int, str]:
+    """Blocks the pointer trees of files fsck could not read still reach (fsck's walk claims a
+    file's blocks only once the whole file reads), so the map can name whose leaked blocks they are."""
+    if w.directory is None or w.vol is None:
+        return {}
+    out: dict[int, str] = {}
+    vol = w.vol
+    for _, fst in w.directory.files():
+        if fst.fop in w.claims or fst.fop == 0:
+            continue
+        name = fst.display_name()
+        nleaves = fst.data_blocks if fst.ptr_size == 12 else -(-(fst.records * fst.lrecl) // vol.block_size)
+        try:
+            tree = read_tree(vol, fst.fop, fst.levels, nleaves, fst.ptr_size, what=name, nrecords=fst.records)
+        except FsprotoError:
+            continue
+        for b in list(tree.leaves) + tree.pointer_blocks():
+            if b and b not in w.claims:
+                out.setdefault(b, name)
+    return out
+
+
 def block_map(dev: BlockDevice) -> BlockMap:
     """The map of the CMS volume on *dev*. Raises FormatError (no usable label), DeviceError."""
-    w = walk(dev)
+    view, bad_lbas = readable_view(dev)
+    w = walk(view)
     if w.vol is None:
         label_problem = w.report.problems[0]
         raise FormatError(f"no block map without a label: {label_problem.message}", device=dev.name)
@@ -54,6 +82,7 @@ def block_map(dev: BlockDevice) -> BlockMap:
     for b, prev, c in w.claims.cross:
         crossed[b] = f"{prev.owner or prev.who} and {c.owner or c.who}"
     first, amap = w.claims.first, w.amap
+    orphaned = _owners_of_unreadable_files(w)
     reached_all = amap is not None
 
     def info(b: int) -> UnitInfo:
@@ -61,7 +90,10 @@ def block_map(dev: BlockDevice) -> BlockMap:
         if c is None:
             if not reached_all:
                 return ("unknown", "", 0, None, "")
-            return ("leaked" if amap.is_used(b) else "free", "", 0, None, "")
+            if amap.is_used(b):
+                owner = orphaned.get(b, "")
+                return ("leaked", owner, 0, None, "fsck cannot read this file" if owner else "")
+            return ("free", "", 0, None, "")
         if b in crossed:
             return ("cross-linked", c.owner, c.level, None, crossed[b])
         if c.role == "pointer":
@@ -73,6 +105,8 @@ def block_map(dev: BlockDevice) -> BlockMap:
         return (c.role, c.owner, c.level, st, "")
 
     extents = extents_from(1, n, info)
-    extents = mark_unreadable(extents, find_unreadable(vol.read_blocks, 1, n))
-    return BlockMap(dev.name, "cms", "block", bs, 1, n, extents, problems=list(w.report.problems),
-                    read_unit=vol.read_blocks, text_codec="cp1047", pointer_target=_pointer_target(n))
+    extents = mark_unreadable(extents, {u for u in units_on(bad_lbas, dev.block_size, bs, 1) if u <= n})
+    problems = ([unreadable_problem(dev, bad_lbas)] if bad_lbas else []) + list(w.report.problems)
+    return BlockMap(dev.name, "cms", "block", bs, 1, n, extents, problems=problems,
+                    read_unit=Volume(dev, vol.label).read_blocks,  # the real device: bad blocks fail
+                    text_codec="cp1047", pointer_target=_pointer_target(n))

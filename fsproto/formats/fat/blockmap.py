@@ -16,16 +16,19 @@ from __future__ import annotations
 
 from construct import Array, Struct
 
-from fsproto.formats.blockmap import BlockMap, UnitInfo, extents_from, find_unreadable, mark_unreadable
+from fsproto.formats.blockmap import (BlockMap, UnitInfo, extents_from, mark_unreadable, readable_view,
+                                     unreadable_problem, units_on)
 from fsproto.formats.fat import layout
 from fsproto.formats.fat.fsck import walk
+from fsproto.formats.fat.volume import Volume
 from fsproto.rawdev import BlockDevice
 
 
 def block_map(dev: BlockDevice) -> BlockMap:
     """The map of the FAT volume on *dev*. Raises UnknownFormat, FormatError (boot sector), DeviceError."""
-    chk = walk(dev)
-    vol, fat, g = chk.vol, chk.fat, chk.vol.geo
+    view, bad_lbas = readable_view(dev)
+    chk = walk(view)
+    fat, g = chk.fat, chk.vol.geo
     ss, spc = g.sector_size, g.sectors_per_cluster
     boot = layout.BOOT_SECTOR_FAT32 if g.fat_type == 32 else layout.BOOT_SECTOR_FAT16
     dir_sector = Struct("entries" / Array(ss // layout.DIR_ENTRY_SIZE, layout.DIR_ENTRY))
@@ -63,8 +66,10 @@ def block_map(dev: BlockDevice) -> BlockMap:
             return cluster_info(2 + (s - g.data_sector) // spc)
         return ("reserved", "", 0, None, "")
 
+    real = Volume(dev)  # reads for a viewer go to the real device, where bad sectors fail
+
     def read(sector: int, count: int) -> bytes:
-        return vol.read_bytes(sector * ss, count * ss)
+        return real.read_bytes(sector * ss, count * ss)
 
     def target(path: str, value: int) -> int | None:
         leaf = path.rsplit(".", 1)[-1]
@@ -73,6 +78,7 @@ def block_map(dev: BlockDevice) -> BlockMap:
         return None
 
     n = min(g.total_sectors, dev.size // ss)
-    extents = mark_unreadable(extents_from(0, n, info), find_unreadable(read, 0, n))
-    return BlockMap(dev.name, "fat", "sector", ss, 0, n, extents, problems=list(chk.report.problems),
+    extents = mark_unreadable(extents_from(0, n, info), {u for u in units_on(bad_lbas, dev.block_size, ss, 0) if u < n})
+    problems = ([unreadable_problem(dev, bad_lbas)] if bad_lbas else []) + list(chk.report.problems)
+    return BlockMap(dev.name, "fat", "sector", ss, 0, n, extents, problems=problems,
                     read_unit=read, text_codec="latin-1", pointer_target=target)
