@@ -1,4 +1,4 @@
-"""What a format plugin provides: probe, open, mkfs, fsck, dump.
+"""What a format plugin provides: probe, open, mkfs, fsck, dump, block_map.
 
 A format is one object (an instance of a :class:`Format` subclass) registered under the
 ``fsproto.formats`` entry-point group; see :mod:`fsproto.formats`.
@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fsproto.errors import EXIT_FIXED, EXIT_OK, EXIT_UNCORRECTED, NotSupported
 from fsproto.rawdev import BlockDevice
 from fsproto.vfs import Filesystem
+
+if TYPE_CHECKING:
+    from fsproto.formats.blockmap import BlockMap
+    from fsproto.formats.outline import Node
 
 # progress(done, total): long operations report how far they are; the CLI draws a bar.
 Progress = Callable[[int, int], None]
@@ -95,3 +99,15 @@ class Format(abc.ABC):
         """The decode :meth:`dump` prints, as JSON-ready data (str, int, bool, None, lists, dicts;
         bytes as hex). Optional: ``dump --json`` says so when a format has none."""
         raise NotSupported(f"{self.name}: dump --json is not implemented")
+
+    def block_map(self, dev: BlockDevice) -> "BlockMap":
+        """Which blocks belong to what (:mod:`fsproto.formats.blockmap`), from fsck's walk, with its
+        findings; ``fsproto map`` and ``fsproto explore`` draw it. Never writes."""
+        raise NotSupported(f"{self.name}: block_map is not implemented")
+
+    def outline(self, dev: BlockDevice, bmap: "BlockMap") -> "Node":
+        """The structures as a tree for ``fsproto explore`` (:mod:`fsproto.formats.outline`); by
+        default derived from *bmap*: roles -> extents -> blocks with their construct structs."""
+        from fsproto.formats.outline import generic_outline
+
+        return generic_outline(bmap)

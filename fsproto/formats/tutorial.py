@@ -25,11 +25,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from construct import Const, ConstructError, Int32ul, Int64ul, PaddedString, Struct
+from construct import Array, Const, ConstructError, Int32ul, Int64ul, PaddedString, Struct
 
 from fsproto.errors import (AlreadyExists, FileTooBig, FormatError, FsReadOnly, InvalidName, InvalidOperation,
                             IsADirectory, NameTooLong, NoSpace, NotADirectory, NotFound, UnknownFormat, UsageError)
 from fsproto.formats.base import Format, FsckReport, Progress
+from fsproto.formats.blockmap import BlockClaims, BlockMap, UnitInfo, extents_from
 from fsproto.rawdev import BlockDevice
 from fsproto.vfs import FileStat, Filesystem, FsStats, split_path
 
@@ -272,7 +273,7 @@ def read_superblock(dev: BlockDevice) -> Any:
     return sb
 
 
-# -- 3. the plugin: probe, open, mkfs, fsck, dump ----------------------------------------------------
+# -- 3. the plugin: probe, open, mkfs, fsck, dump, block_map --------------------------------------------
 class TinyFormat(Format):
     name = "tiny"
     description = "TinyFS, the tutorial filesystem (docs/plugins.md)"
@@ -333,6 +334,30 @@ class TinyFormat(Format):
             claimed.append((e.start, e.start + e.blocks))
         report.summary = {"files": len(seen), "free blocks": fs.statfs().free_blocks}
         return report
+
+    def block_map(self, dev: BlockDevice) -> BlockMap:
+        """Superblock, directory, each file's extent, free: claimed as fsck walks the entries."""
+        fs = TinyFilesystem(dev)
+        claims = BlockClaims()
+        claims.claim(range(1, 1 + fs.sb.dir_blocks), "directory", "directory")
+        for e in fs.entries:
+            if e.name and e.blocks:
+                end = min(e.start + e.blocks, fs.sb.total_blocks)
+                claims.claim(range(max(e.start, 1), end), e.name, "data", e.name)
+        crossed = {u for u, _, _ in claims.cross}
+        structs = {"directory": Struct("entries" / Array(fs.bs // ENTRY_SIZE, ENTRY))}
+
+        def info(b: int) -> UnitInfo:
+            if b == 0:
+                return ("label", "", 0, SUPERBLOCK, "")
+            c = claims.first.get(b)
+            if c is None:
+                return ("free", "", 0, None, "")
+            return ("cross-linked" if b in crossed else c.role, c.owner, 0, structs.get(c.role), "")
+
+        extents = extents_from(0, fs.sb.total_blocks, info)
+        return BlockMap(dev.name, self.name, "block", fs.bs, 0, fs.sb.total_blocks, extents,
+                        problems=self.fsck(dev).problems, read_unit=dev.read)
 
     def dump(self, dev: BlockDevice, path: str | None = None) -> str:
         fs = TinyFilesystem(dev)

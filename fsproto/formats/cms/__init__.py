@@ -2,7 +2,8 @@
 
 Module map: layout (structs), volume (label, block access, dates), pointers (trees), records
 (streams, F/V records, text), directory (FSTs, names), alloc (allocation map), files (copy-on-
-write data writes), namespace (directory changes), fs (the Filesystem view), mkfs, fsck, dump.
+write data writes), namespace (directory changes), fs (the Filesystem view), mkfs, fsck, dump,
+blockmap (every block's role, from fsck's walk).
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ class CmsFormat(Format):
         from fsproto.formats.cms.dump import dump_data
 
         return dump_data(dev, path)
+
+    def block_map(self, dev: BlockDevice):
+        """Every block's role from fsck's walk. Raises FormatError (no usable label), DeviceError."""
+        from fsproto.formats.cms.blockmap import block_map
+
+        return block_map(dev)
+
+    def outline(self, dev: BlockDevice, bmap):
+        """label -> directory -> file -> pointer levels -> data. Raises UnknownFormat, FormatError."""
+        from fsproto.formats.cms.outline import outline
+
+        return outline(dev, bmap)
 
 
 FORMAT = CmsFormat()

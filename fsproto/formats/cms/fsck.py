@@ -17,8 +17,11 @@ as not fixed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from fsproto.errors import FormatError, UnknownFormat
-from fsproto.formats.base import FsckReport, Progress
+from fsproto.formats.base import FsckReport, Problem, Progress
+from fsproto.formats.blockmap import BlockClaims
 from fsproto.formats.cms.alloc import AllocMap
 from fsproto.formats.cms.directory import Directory, Fst, valid_stored_name
 from fsproto.formats.cms.fs import load_filemap
@@ -60,38 +63,63 @@ def _check_tree_blocks(vol: Volume, tree: Tree, what: str, report: FsckReport) -
                            f"at offset {diff}")
 
 
+@dataclass
+class Walk:
+    """What fsck's read-only walk found: the report, who claims each block, and (when the walk got
+    that far) the volume, directory and map, plus what a repair would change. The block map
+    (blockmap.py) is drawn from this same walk."""
+
+    report: FsckReport
+    claims: BlockClaims = field(default_factory=BlockClaims)
+    vol: Volume | None = None
+    directory: Directory | None = None
+    amap: AllocMap | None = None
+    missing: list[int] = field(default_factory=list)
+    leaked: list[int] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)
+    map_problems: tuple[Problem | None, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return self.amap is not None and bool(self.map_problems)
+
+
 def fsck(dev: BlockDevice, *, repair: bool = False, progress: Progress | None = None) -> FsckReport:
     """Check (and with *repair*, fix) the CMS volume on *dev*. Raises only DeviceError for I/O."""
+    w = walk(dev, progress=progress)
+    if repair and not dev.read_only and w.complete:
+        _repair(w.vol, w.directory, w.amap, w.report, w.missing, w.leaked, w.stale, w.map_problems)
+    return w.report
+
+
+def walk(dev: BlockDevice, *, progress: Progress | None = None) -> Walk:
+    """fsck's checks without repairs: never writes. Raises only DeviceError for I/O."""
     report = FsckReport(device=dev.name)
+    w = Walk(report)
     try:
         label = find_label(dev)
         validate_label(label, dev)
     except (UnknownFormat, FormatError) as e:
         report.add("label", str(e))
-        return report
-    vol = Volume(dev, label)
+        return w
+    vol = w.vol = Volume(dev, label)
     bs = vol.block_size
     try:
-        d = Directory(vol, strict=False)
+        d = w.directory = Directory(vol, strict=False)
     except FormatError as e:
         report.add("directory", str(e))
-        return report
-    owners: dict[int, str] = {}
-    cross: list[str] = []
+        return w
+    claims = w.claims
 
-    def own(blocks, who: str) -> None:
-        for b in blocks:
-            if not b:
-                continue
-            prev = owners.get(b)
-            if prev is None:
-                owners[b] = who
-            elif len(cross) < 1000:
-                cross.append(f"block {b} is used by {prev} and {who}")
+    def own(blocks, who: str, role: str, owner: str = "", level: int = 0) -> None:
+        claims.claim(blocks, who, role, owner, level)
 
-    own((1, 2, 3), "reserved blocks 1-3")
-    own(d.tree.leaves, "DIRECTOR")
-    own(d.tree.pointer_blocks(), "DIRECTOR pointers")
+    label_block = label.offset // bs + 1  # CKD: block 3; FBA (label at byte 512): block 1 or 2
+    own([b for b in (1, 2, 3) if b != label_block], "reserved blocks 1-3", "reserved")
+    own((label_block,), "reserved blocks 1-3", "label")
+    own(d.tree.leaves, "DIRECTOR", "directory", "DIRECTOR")
+    for lvl, blocks in enumerate(d.tree.pointer_levels, 1):
+        own(blocks, "DIRECTOR pointers", "pointer", "DIRECTOR", lvl)
     _check_tree_blocks(vol, d.tree, "DIRECTOR", report)
     director = d.director
     if director.data_blocks != len(d.tree.leaves):
@@ -105,9 +133,11 @@ def fsck(dev: BlockDevice, *, repair: bool = False, progress: Progress | None = 
         amap = AllocMap.load(vol, am.fop, am.levels, am.records)
     except FormatError as e:
         report.add("allocmap", str(e))
-        return report
-    own(amap.tree.leaves, "ALLOCMAP")
-    own(amap.tree.pointer_blocks(), "ALLOCMAP pointers")
+        return w
+    w.amap = amap
+    own(amap.tree.leaves, "ALLOCMAP", "allocmap", "ALLOCMAP")
+    for lvl, blocks in enumerate(amap.tree.pointer_levels, 1):
+        own(blocks, "ALLOCMAP pointers", "pointer", "ALLOCMAP", lvl)
     if am.lrecl != bs:
         report.add("allocmap", f"ALLOCMAP LRECL {am.lrecl} is not the block size {bs}")
     for a in d.anomalies:
@@ -126,11 +156,11 @@ def fsck(dev: BlockDevice, *, repair: bool = False, progress: Progress | None = 
         _check_file(vol, d, slot, fst, report, own)
     if progress:
         progress(len(files), len(files))
-    for c in cross:
-        report.add("cross-link", c)
+    for b, prev, c in claims.cross:
+        report.add("cross-link", f"block {b} is used by {prev.who} and {c.who}")
     # Map vs reachable.
-    missing = [b for b in owners if b <= vol.num_blocks and not amap.is_used(b)]
-    leaked = [b for b in range(1, vol.num_blocks + 1) if amap.is_used(b) and b not in owners]
+    missing = [b for b in claims if b <= vol.num_blocks and not amap.is_used(b)]
+    leaked = [b for b in range(1, vol.num_blocks + 1) if amap.is_used(b) and b not in claims]
     p_missing = report.add("alloc-map-missing", f"blocks in use but free in the map: {_ranges(missing)}") \
         if missing else None
     p_leak = report.add("alloc-map-leak", f"blocks marked in the map but not reachable: {_ranges(leaked)}",
@@ -142,9 +172,8 @@ def fsck(dev: BlockDevice, *, repair: bool = False, progress: Progress | None = 
                             severity="notice")
     report.summary.update(block_size=bs, blocks=vol.num_blocks, used=true_used, files=len(files),
                           directory_blocks=len(d.tree.leaves))
-    if repair and not dev.read_only:
-        _repair(vol, d, amap, report, missing, leaked, stale, (p_missing, p_leak, p_used))
-    return report
+    w.missing, w.leaked, w.stale, w.map_problems = missing, leaked, stale, (p_missing, p_leak, p_used)
+    return w
 
 
 def _stale_slots(d: Directory) -> list[int]:
@@ -184,8 +213,10 @@ def _check_file(vol: Volume, d: Directory, slot: int, fst: Fst, report: FsckRepo
         report.add("file-unreadable", f"{where}: {e}")
         return
     tree = fm.tree
-    own([b for b in tree.leaves if b], fst.display_name())
-    own(tree.pointer_blocks(), f"{fst.display_name()} pointers")
+    name = fst.display_name()
+    own([b for b in tree.leaves if b], name, "data", name)
+    for lvl, blocks in enumerate(tree.pointer_levels, 1):
+        own(blocks, f"{name} pointers", "pointer", name, lvl)
     n = len(tree.leaves)
     if fst.data_blocks != tree.data_block_count():
         report.add("data-blocks", f"{where}: FST says {fst.data_blocks} data blocks, the tree holds "

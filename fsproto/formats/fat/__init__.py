@@ -3,7 +3,7 @@
 ``FORMAT`` is registered under the ``fsproto.formats`` entry-point group. Modules: ``layout``
 (construct declarations), ``volume`` (boot sector, geometry, I/O), ``fat_table`` (entries and
 chains), ``directory`` (8.3 and long names), ``files`` (data ranges), ``fs`` (the VFS view),
-``mkfs`` and ``fsck``.
+``mkfs``, ``fsck`` and ``blockmap`` (every sector's role, from fsck's walk).
 """
 
 from __future__ import annotations
@@ -64,6 +64,18 @@ class FatFormat(Format):
         from fsproto.formats.fat.dump import dump_data
 
         return dump_data(dev, path)
+
+    def block_map(self, dev: BlockDevice):
+        """Every sector's role from fsck's walk. Raises UnknownFormat, FormatError, DeviceError."""
+        from fsproto.formats.fat.blockmap import block_map
+
+        return block_map(dev)
+
+    def outline(self, dev: BlockDevice, bmap):
+        """boot sector -> FATs -> directories -> cluster chains. Raises UnknownFormat, FormatError."""
+        from fsproto.formats.fat.outline import outline
+
+        return outline(dev, bmap)
 
 
 FORMAT = FatFormat()

@@ -35,6 +35,8 @@ class _Checker:
         self.cs = g.cluster_size
         self.owner = array("I", bytes(4 * (g.cluster_count + 2)))
         self.names: list[str] = [""]  # owner id -> path (id 0 = nobody)
+        self.dir_ids: set[int] = set()  # owner ids that are directories (for the block map)
+        self.crossed: dict[int, tuple[int, int]] = {}  # cluster -> (first owner, second claimant)
         self.files = self.dirs = 0
 
     def problem(self, code: str, message: str, *, severity: str = "error", fixable: bool = True) -> None:
@@ -86,6 +88,7 @@ class _Checker:
             self.problem("bad-start", f"{path}: first cluster {at} is outside the disk")
             e = replace(e, cluster=0, size=0)
         elif fault == "cross":
+            self.crossed.setdefault(at, (self.owner[at], oid))
             other = self.names[self.owner[at]]
             self.problem("cross-link", f"{path}: cluster {at} is also used by {other}; truncating {path}")
             if self.repair and chain:
@@ -122,6 +125,7 @@ class _Checker:
         root_chain: list[int] | None = None
         if g.fat_type == 32:
             self.names.append("/")
+            self.dir_ids.add(1)
             root_chain, fault, at = self.walk(g.root_cluster, 1)
             if fault:
                 self.problem("bad-chain", f"/: root directory chain breaks at cluster {at} ({fault})")
@@ -156,6 +160,8 @@ class _Checker:
                     continue
                 self.names.append(sub)
                 oid = len(self.names) - 1
+                if e.is_dir:
+                    self.dir_ids.add(oid)
                 kept, fixed = self.check_chain(sub, e, oid)
                 if fixed != e and self.repair:
                     if e.is_dir and not kept:
@@ -229,6 +235,14 @@ class _Checker:
             if self.repair:
                 self.fat.flush()
                 self.vol.write_fsinfo(free, info["FSI_Nxt_Free"])
+
+
+def walk(dev: BlockDevice, *, progress: Progress | None = None) -> _Checker:
+    """fsck's checks without repairs (never writes); the checker keeps who owns each cluster
+    (``owner``, ``names``, ``dir_ids``, ``crossed``) for the block map. Raises as :func:`fsck`."""
+    checker = _Checker(dev, False, progress)
+    checker.run()
+    return checker
 
 
 def fsck(dev: BlockDevice, *, repair: bool = False, progress: Progress | None = None) -> FsckReport:
