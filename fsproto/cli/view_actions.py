@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from fsproto import formats
-from fsproto.cli.fs_actions import _open_locked
+from fsproto.rawdev import open_device
 from fsproto.errors import NotFound
 from fsproto.formats.blockmap import BlockMap
 from fsproto.rawdev import BlockDevice
@@ -27,7 +27,7 @@ def open_map(device: str, *, fmt_name: str = "auto", force: bool = False) -> Ite
 
     Raises UnknownFormat, FormatError, NotSupported (a format without block_map), DeviceError.
     """
-    dev = _open_locked(device, writable=False, force=force)
+    dev = open_device(device, writable=False, force=force)  # takes the shared lock itself
     try:
         fmt = formats.detect(dev, fmt_name)
         yield Mapped(dev, fmt, fmt.block_map(dev))
