@@ -36,3 +36,22 @@ class DirectoryFirstFormat(TinyFormat):
 
 
 FORMAT = DirectoryFirstFormat()
+
+
+class CrashyFormat(TinyFormat):
+    """A format whose parser has a planted crash: an untyped IndexError for images starting DE AD."""
+
+    name = "crashy"
+    description = "a parser with a planted untyped exception (for the fuzz test)"
+
+    def probe(self, dev: Any) -> bool:
+        return True
+
+    def open(self, dev: Any, **options: Any) -> Any:
+        head = dev.read(0, 1)
+        if head[0] == 0xDE and head[1] == 0xAD:
+            return [][head[2]]  # the bug: IndexError, not an fsproto error
+        return super().open(dev)
+
+
+CRASHY = CrashyFormat()
