@@ -2,14 +2,15 @@
 
 - ``basic``: create, append, overwrite, truncate down and up, rename, rename over an existing
   file (the VFS has no open handles, so "over an open file" is over one read just before), delete;
-- ``many``: a directory of many files (``count``, 10,000 for the full run), then deletes;
+- ``many``: a directory of many files (``count``, 10,000 for the full run; in /MANY where the
+  format has subdirectories), then deletes;
 - ``enospc``: fill the volume until NoSpace, then delete and write again.
 """
 
 from __future__ import annotations
 
 from fsproto.crash.workload import Workload, WorkloadScript
-from fsproto.errors import FsError, NoSpace
+from fsproto.errors import FsError, NoSpace, NotSupported
 
 
 def data(n: int, seed: int) -> bytes:
@@ -44,13 +45,18 @@ def _basic(w: Workload) -> None:
 
 def _many(count: int):
     def run(w: Workload) -> None:
+        top = "/MANY"  # a subdirectory where the format has them (FAT12/16's root is fixed-size)
+        try:
+            w.mkdir(top)
+        except NotSupported:
+            top = ""
         for i in range(count):
-            w.create(f"/M{i:05}.DAT")
+            w.create(f"{top}/M{i:05}.DAT")
             if i % 7 == 0:
-                w.write(f"/M{i:05}.DAT", 0, data(100, i))
+                w.write(f"{top}/M{i:05}.DAT", 0, data(100, i))
         w.fsync()
         for i in range(0, count, 3):
-            w.unlink(f"/M{i:05}.DAT")
+            w.unlink(f"{top}/M{i:05}.DAT")
         w.fsync()
 
     return run

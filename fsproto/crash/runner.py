@@ -52,7 +52,7 @@ class CrashRun:
     @property
     def failures(self) -> list[tuple[CrashState, Verdict]]:
         bad = [(s, v) for s, v in self.results if v.verdict in ("lost", "unreadable")]
-        return sorted(bad, key=lambda sv: (sv[0].size, sv[0].writes))
+        return sorted(bad, key=lambda sv: (sv[0].size, sv[0].upto, sv[0].extra))
 
     @property
     def passed(self) -> bool:

@@ -25,14 +25,20 @@ ORDERS = ("prefix", "epoch", "all")
 @dataclass(frozen=True)
 class CrashState:
     kind: str  # "prefix", "torn", "epoch"
-    writes: tuple[int, ...]  # indices of the whole writes that persisted
+    upto: int  # every write before this index persisted (kept as a number: states are many)
+    extra: tuple[int, ...] = ()  # and these later ones (ascending)
     torn: tuple[int, int] | None = None  # (write index, blocks of it that persisted)
+
+    @property
+    def writes(self) -> tuple[int, ...]:
+        """Indices of the whole writes that persisted."""
+        return tuple(range(self.upto)) + self.extra
 
     @property
     def durable(self) -> int:
         """Writes before the first missing one: the flush point the state at least reached."""
-        n = 0
-        for i in self.writes:
+        n = self.upto
+        for i in self.extra:
             if i != n:
                 break
             n += 1
@@ -41,14 +47,14 @@ class CrashState:
     @property
     def present(self) -> int:
         """One past the last write any of whose blocks is in the state."""
-        last = max(self.writes, default=-1)
+        last = self.extra[-1] if self.extra else self.upto - 1
         if self.torn:
             last = max(last, self.torn[0])
         return last + 1
 
     @property
     def size(self) -> int:
-        return len(self.writes) + (1 if self.torn else 0)
+        return self.upto + len(self.extra) + (1 if self.torn else 0)
 
     def describe(self, writes: list[Write]) -> list[str]:
         lines = [f"write {i}: lba {writes[i].lba} blocks {writes[i].blocks} epoch {writes[i].epoch}" for i in self.writes]
@@ -71,14 +77,14 @@ def apply(base: bytes, block_size: int, writes: list[Write], state: CrashState) 
 
 
 def _prefix(n: int) -> list[CrashState]:
-    return [CrashState("prefix", tuple(range(k))) for k in range(n + 1)]
+    return [CrashState("prefix", k) for k in range(n + 1)]
 
 
 def _torn(writes: list[Write]) -> list[CrashState]:
     out = []
     for w in writes:
         for j in sorted({1, w.blocks // 2, w.blocks - 1} - {0, w.blocks}):
-            out.append(CrashState("torn", tuple(range(w.index)), (w.index, j)))
+            out.append(CrashState("torn", w.index, (), (w.index, j)))
     return out
 
 
@@ -93,7 +99,6 @@ def _epoch(writes: list[Write], flush_points: list[int], budget: int, rng: rando
     share = max(1, budget // max(1, len(epochs)))
     for a, b in epochs:
         n = b - a
-        before = tuple(range(a))
         if n <= 16 and (1 << n) <= share:
             subsets = (s for r in range(n + 1) for s in itertools.combinations(range(a, b), r))
         else:  # too many: the empty and full sets, every single write dropped, then random ones
@@ -104,7 +109,7 @@ def _epoch(writes: list[Write], flush_points: list[int], budget: int, rng: rando
                     break
                 picks.add(tuple(x for x in range(a, b) if rng.random() < 0.5))
             subsets = iter(sorted(picks, key=len))
-        out.extend(CrashState("epoch", before + s) for s in subsets)
+        out.extend(CrashState("epoch", a, tuple(s)) for s in subsets)
     return out
 
 
@@ -120,7 +125,7 @@ def enumerate_states(writes: list[Write], flush_points: list[int], order: str, m
     seen: set[tuple] = set()
     unique = []
     for s in cands:
-        key = (s.writes, s.torn)
+        key = (s.durable, tuple(i for i in s.extra if i >= s.durable), s.torn)
         if key not in seen:
             seen.add(key)
             unique.append(s)
