@@ -19,7 +19,6 @@ from fsproto.crash.builtins import builtin, data
 from fsproto.crash.check import check_state, expectations
 from fsproto.crash.runner import explore, save_failures
 from fsproto.crash.states import CrashState, enumerate_states
-from fsproto.crash.workload import WorkloadScript
 from fsproto.formats import get
 from test_tutorial import install_plugin
 
