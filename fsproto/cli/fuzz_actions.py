@@ -38,7 +38,7 @@ class FuzzResult:
 
 
 def run_fuzzer(target: str, *, seconds: int, corpus: str, out_dir: str, max_len: int, rss_mb: int, case_timeout: int,
-               keep_going: bool, progress=None) -> FuzzResult:
+               progress=None) -> FuzzResult:
     if target not in EXTRA_TARGETS:
         from fsproto.formats import get
 
@@ -49,8 +49,6 @@ def run_fuzzer(target: str, *, seconds: int, corpus: str, out_dir: str, max_len:
     argv = [sys.executable, "-m", "fsproto.fuzz.harness", target, f"-max_total_time={seconds}", f"-max_len={max_len}",
             f"-rss_limit_mb={rss_mb}", f"-malloc_limit_mb={rss_mb}", f"-timeout={case_timeout}",
             f"-artifact_prefix={os.path.join(os.path.abspath(out_dir), '')}", "-print_final_stats=1"]
-    if keep_going:  # fork mode: a crash is saved and the campaign goes on
-        argv += ["-fork=1", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
     argv.append(corpus)
     res = FuzzResult(target)
     t0 = time.monotonic()
@@ -71,7 +69,7 @@ def run_fuzzer(target: str, *, seconds: int, corpus: str, out_dir: str, max_len:
     proc.wait()
     res.seconds = time.monotonic() - t0
     res.log_tail = tail
-    # fork mode reports artifacts per worker; the directory is the truth.
+    # The directory is the truth (a crash from an earlier run in the same OUT counts too).
     for name in sorted(os.listdir(out_dir)):
         p = os.path.join(out_dir, name)
         if name.startswith(("crash-", "timeout-", "oom-", "leak-")) and p not in res.artifacts:
@@ -80,13 +78,13 @@ def run_fuzzer(target: str, *, seconds: int, corpus: str, out_dir: str, max_len:
 
 
 def fuzz(target: str, seconds: int, corpus: str | None, out_dir: str, max_len: int, rss_mb: int, case_timeout: int,
-         keep_going: bool, show_progress: bool, console: Console) -> int:
+         show_progress: bool, console: Console) -> int:
     if seconds < 1:
         raise UsageError("--seconds must be at least 1")
     corpus = corpus or os.path.join(out_dir, "corpus")
     with progress_bar(f"fuzz {target}", enabled=show_progress) as progress:
         res = run_fuzzer(target, seconds=seconds, corpus=corpus, out_dir=out_dir, max_len=max_len, rss_mb=rss_mb,
-                         case_timeout=case_timeout, keep_going=keep_going, progress=progress)
+                         case_timeout=case_timeout, progress=progress)
     rate = res.executions / res.seconds if res.seconds else 0
     console.print(f"{target}: {res.executions} executions in {res.seconds:.0f} s ({rate:.0f}/s), "
                   f"coverage {res.coverage} edges, {res.features} features, corpus {corpus}", markup=False)

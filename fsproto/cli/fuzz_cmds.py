@@ -20,7 +20,6 @@ from fsproto.cli import fuzz_actions as actions
 @click.option("--max-len", type=click.IntRange(64), default=256 << 10, show_default=True, help="Largest image (bytes).")
 @click.option("--rss-mb", type=click.IntRange(64), default=1024, show_default=True, help="Memory limit per case (MiB).")
 @click.option("--case-timeout", type=click.IntRange(1), default=10, show_default=True, help="Time limit per case (s).")
-@click.option("--keep-going", is_flag=True, help="Save each crash and go on (libFuzzer fork mode) instead of stopping.")
 def fuzz_cmd(**kw: object) -> int:
     """Fuzz the probe, mount-time parse, directory walk, file reads and fsck of a format.
 
