@@ -36,9 +36,12 @@ def group(ctx: click.Context, debug: bool) -> None:
 
 def _register_commands() -> None:
     # Each module adds its commands to the group; one module per area keeps them apart.
-    from fsproto.cli import demo_cmds, device_cmds, fs_cmds, hw_cmds, lab_cmds, mount_cmds, serve_cmds, view_cmds
+    from fsproto.cli import (
+        crash_cmds, demo_cmds, device_cmds, fs_cmds, fuzz_cmds, hw_cmds, lab_cmds, mount_cmds, serve_cmds, view_cmds,
+    )
 
-    for module in (device_cmds, fs_cmds, view_cmds, mount_cmds, serve_cmds, hw_cmds, demo_cmds, lab_cmds):
+    for module in (device_cmds, fs_cmds, view_cmds, mount_cmds, serve_cmds, hw_cmds, demo_cmds, lab_cmds,
+                   crash_cmds, fuzz_cmds):
         module.register(group)
 
 

@@ -14,6 +14,7 @@ long-name parts, which readers skip and fsck removes).
 from __future__ import annotations
 
 import calendar
+import contextlib
 import time
 from dataclasses import dataclass, replace
 
@@ -318,6 +319,7 @@ class Directory:
         # _index maps upper-cased long and short names to entries for O(1) lookups.
         self._entries: list[DirEntry] | None = None
         self._index: dict[str, DirEntry] = {}
+        self._held: list[int] | None = None  # slots whose sectors one_write() writes at its end
 
     def _read_chain(self) -> bytes:
         parts = []
@@ -369,7 +371,28 @@ class Directory:
         cs = self.vol.geo.cluster_size
         return self.vol.cluster_offset(self.chain[slot * 32 // cs]) + (slot * 32) % cs
 
+    @contextlib.contextmanager
+    def one_write(self):  # type: ignore[no-untyped-def]
+        """Hold back the slot writes made inside, then write each touched sector once.
+
+        A rename's remove-target, add-new-name and remove-old-name then reach the disk together
+        when they share a sector (one sector write is atomic): no crash state with both names on
+        one chain, or with neither. Across sectors they go in sector order (not atomic)."""
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self._write_slots(held)
+
     def _write_slots(self, slots: list[int], *, descending: bool = False) -> None:
+        if self._held is not None:
+            self._held.extend(slots)
+            return
         ss = self.vol.geo.sector_size
         sectors = sorted({s * 32 // ss for s in slots}, reverse=descending)
         per = ss // 32

@@ -13,6 +13,7 @@ Limits: no hard links or permissions (FAT has none); times are stored as UTC wit
 
 from __future__ import annotations
 
+import contextlib
 import stat as _stat
 import time
 from dataclasses import replace
@@ -411,11 +412,15 @@ class FatFilesystem(Filesystem):
                 private = self._orphans.adopt(en)
             else:
                 victim = self.fat.chain(en.cluster, owner=new)
-            pn.remove(en)
-            self._dirs.pop(en.cluster, None)
-            self._chains.pop(en.cluster, None)
-        self._place(pn, name, eo.attr, eo.cluster, template=eo)
-        po.remove(eo)  # slots never move, so eo still names the old entry's slots
+        # Same directory: the three entry changes are written together (one sector write
+        # when they share a sector, so the rename is atomic there).
+        with pn.one_write() if pn is po else contextlib.nullcontext():
+            if en is not None:
+                pn.remove(en)
+                self._dirs.pop(en.cluster, None)
+                self._chains.pop(en.cluster, None)
+            self._place(pn, name, eo.attr, eo.cluster, template=eo)
+            po.remove(eo)  # slots never move, so eo still names the old entry's slots
         if eo.is_dir and po is not pn:
             sub = self._dir(eo.cluster, new)
             if len(sub.raw) >= 64 and sub.raw[32:43] == b"..         ":
