@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from fsproto.crash.workload import Workload, WorkloadScript
-from fsproto.errors import FsError, NoSpace, NotSupported
+from fsproto.errors import FsError, NoSpace, NotPermitted, NotSupported
 
 
 def data(n: int, seed: int) -> bytes:
@@ -48,7 +48,7 @@ def _many(count: int):
         top = "/MANY"  # a subdirectory where the format has them (FAT12/16's root is fixed-size)
         try:
             w.mkdir(top)
-        except NotSupported:
+        except (NotPermitted, NotSupported):  # a flat format (mkdir: EPERM)
             top = ""
         for i in range(count):
             w.create(f"{top}/M{i:05}.DAT")
