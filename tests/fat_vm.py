@@ -225,7 +225,7 @@ def kernel_write_over_nbd(uri: str, name: str, data: bytes, timeout: float = 300
     if found is None:
         raise RuntimeError("no /boot/vmlinuz-*: run tools/setup.sh (linux-image-cloud-amd64)")
     vmlinuz, _ = found
-    initrd = initramfs(1, WRITE_INIT, (("payload", data), ("payload_name", name.encode())))
+    initrd = initramfs(1, WRITE_INIT, files=(("payload", data), ("payload_name", name.encode())))
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256M", "-nodefaults", "-nographic", "-no-reboot",
            "-serial", "stdio", "-kernel", str(vmlinuz), "-initrd", str(initrd),
            "-append", "console=ttyS0 panic=-1 quiet loglevel=3",
