@@ -14,8 +14,9 @@ from fsproto.blockdev.ahci import AhciBlockDevice
 from fsproto.cli import cli
 from fsproto.errors import CommandError, ControllerError, HardwareNotFound, LbaOutOfRange, OutOfRange
 from fsproto.hw.ahci import ATA_READ_DMA_EXT, AhciController
-from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme import attach
+
+from qtest_dma import Scattered, zeroed_image
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86 (tools/setup.sh)"),
@@ -30,37 +31,9 @@ def pattern(n: int, seed: int) -> bytes:
     return bytes((i * 13 + seed + i // 512) & 0xFF for i in range(n))
 
 
-class Scattered(DmaBuffer):
-    """Guest pages in reverse address order: each page needs its own PRD."""
-
-    def __init__(self, alloc, pages: int) -> None:  # type: ignore[no-untyped-def]
-        self.parts = [alloc(4096) for _ in range(pages)][::-1]
-        self.size = 4096 * pages
-        self.region = self.parts[0].region
-
-    def device_addr(self, offset: int = 0) -> int:
-        return self.parts[offset // 4096].device_addr(offset % 4096)
-
-    def _spans(self, offset: int, n: int):  # type: ignore[no-untyped-def]
-        pos = offset
-        while pos < offset + n:  # (page, offset in page, bytes), split at page boundaries
-            step = min(4096 - pos % 4096, offset + n - pos)
-            yield self.parts[pos // 4096], pos % 4096, step
-            pos += step
-
-    def read(self, offset: int, n: int) -> bytes:
-        return b"".join(part.read(o, k) for part, o, k in self._spans(offset, n))
-
-    def free(self) -> None:
-        for p in self.parts:
-            p.free()
-
-
 @pytest.fixture
 def image(tmp_path):
-    img = tmp_path / "sata.img"
-    img.write_bytes(b"\0" * (SECTORS * 512))
-    return img
+    return zeroed_image(tmp_path / "sata.img", SECTORS)
 
 
 @pytest.fixture

@@ -17,10 +17,11 @@ import pytest
 from fsproto.blockdev.image import ImageFile
 from fsproto.blockdev.nvme import NvmeBlockDevice
 from fsproto.errors import CommandTimeout, ControllerError, MediaError
-from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme import attach
 from fsproto.hw.nvme import commands as cmd
 from fsproto.hw.nvme.controller import NvmeController
+
+from qtest_dma import Scattered, image_blocks, zeroed_image
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86 (tools/setup.sh)"),
@@ -32,45 +33,12 @@ BLOCKS = 8192
 
 @pytest.fixture
 def image(tmp_path):
-    img = tmp_path / "nvme.img"
-    img.write_bytes(bytes(BLOCKS * 512))
-    return img
-
-
-def image_blocks(image, lba: int, count: int) -> bytes:
-    with open(image, "rb") as f:
-        f.seek(lba * 512)
-        return f.read(count * 512)
+    return zeroed_image(tmp_path / "nvme.img", BLOCKS)
 
 
 def trace_lines(att, event: str) -> list[str]:
     with open(att.machine.trace_path) as f:
         return [line for line in f if event in line]
-
-
-class Scattered(DmaBuffer):
-    """Guest pages in reverse address order (like pagemap-translated host memory)."""
-
-    def __init__(self, alloc, pages: int) -> None:  # type: ignore[no-untyped-def]
-        self.parts = [alloc(4096) for _ in range(pages)][::-1]
-        self.size = 4096 * pages
-        self.region = self.parts[0].region
-
-    def device_addr(self, offset: int = 0) -> int:
-        return self.parts[offset // 4096].device_addr(offset % 4096)
-
-    def read(self, offset: int, n: int) -> bytes:
-        assert offset % 4096 == 0 and n % 4096 == 0
-        return b"".join(self.parts[(offset + i) // 4096].read(0, 4096) for i in range(0, n, 4096))
-
-    def write(self, offset: int, data) -> None:  # type: ignore[no-untyped-def]
-        assert offset % 4096 == 0 and len(data) % 4096 == 0
-        for i in range(0, len(data), 4096):
-            self.parts[(offset + i) // 4096].write(0, data[i : i + 4096])
-
-    def free(self) -> None:
-        for p in self.parts:
-            p.free()
 
 
 @pytest.mark.parametrize("mode", ["sgl", "prp", "auto"])

@@ -21,6 +21,8 @@ from fsproto.hw.nvme import attach
 from fsproto.hw.nvme.commands import NVM_READ, NVM_WRITE
 from fsproto.hw.nvme.controller import NvmeController
 
+from qtest_dma import image_blocks, zeroed_image
+
 pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86 (tools/setup.sh)"),
     pytest.mark.timeout(120),
@@ -33,15 +35,7 @@ _MMIO = re.compile(r"pci_nvme_mmio_write addr (0x[0-9a-f]+) data (0x[0-9a-f]+) s
 
 @pytest.fixture
 def image(tmp_path):
-    img = tmp_path / "nvme.img"
-    img.write_bytes(bytes(BLOCKS * 512))
-    return img
-
-
-def image_blocks(image, lba: int, count: int) -> bytes:
-    with open(image, "rb") as f:
-        f.seek(lba * 512)
-        return f.read(count * 512)
+    return zeroed_image(tmp_path / "nvme.img", BLOCKS)
 
 
 def doorbell_writes(att, since: int = 0) -> list[tuple[int, int]]:

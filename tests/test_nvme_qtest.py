@@ -21,10 +21,11 @@ from fsproto.errors import (
     CommandError, CommandTimeout, ControllerError, DeviceError, HardwareNotFound, LbaOutOfRange, MediaError,
     OutOfRange, ReadOnlyError,
 )
-from fsproto.hw.memory import DmaBuffer
 from fsproto.hw.nvme import attach
 from fsproto.hw.nvme.commands import NVM_READ, Completion, status_error
 from fsproto.hw.nvme.controller import NvmeController
+
+from qtest_dma import Scattered, zeroed_image
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86 (tools/setup.sh)"),
@@ -41,9 +42,7 @@ def pattern(n: int, seed: int) -> bytes:
 
 @pytest.fixture
 def image(tmp_path):
-    img = tmp_path / "nvme.img"
-    img.write_bytes(b"\0" * (BLOCKS * 512))
-    return img
+    return zeroed_image(tmp_path / "nvme.img", BLOCKS)
 
 
 @pytest.fixture
@@ -107,39 +106,6 @@ def test_prp_list_transfer_spanning_several_pages(ctrl, image):
     other = c.alloc(8 * 4096)
     c.read(1, 8, 24, other, 1024)  # a different offset: different PRP1 and list
     assert other.read(1024, len(data)) == data
-
-
-class Scattered(DmaBuffer):
-    """Guest pages in reverse address order, like pagemap-translated host memory: every page of a
-    transfer needs its own PRP entry, and the controller must follow the list to each."""
-
-    def __init__(self, alloc, pages: int) -> None:  # type: ignore[no-untyped-def]
-        self.parts = [alloc(4096) for _ in range(pages)][::-1]
-        self.size = 4096 * pages
-        self.region = self.parts[0].region
-
-    def device_addr(self, offset: int = 0) -> int:
-        return self.parts[offset // 4096].device_addr(offset % 4096)
-
-    def _spans(self, offset: int, n: int):  # type: ignore[no-untyped-def]
-        pos = offset
-        while pos < offset + n:  # (page, offset in page, bytes), split at page boundaries
-            step = min(4096 - pos % 4096, offset + n - pos)
-            yield self.parts[pos // 4096], pos % 4096, step
-            pos += step
-
-    def read(self, offset: int, n: int) -> bytes:
-        return b"".join(part.read(o, k) for part, o, k in self._spans(offset, n))
-
-    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        done = 0
-        for part, o, k in self._spans(offset, len(data)):
-            part.write(o, data[done : done + k])
-            done += k
-
-    def free(self) -> None:
-        for p in self.parts:
-            p.free()
 
 
 def test_prp_list_over_scattered_pages(ctrl, image):
