@@ -26,13 +26,17 @@ from pathlib import Path
 MODULES = ["virtio_blk", "virtio_pci", "vfat", "nls_cp437", "nls_iso8859-1", "nls_utf8", "loop"]
 BEGIN, END = "@@FSPROTO-BEGIN@@", "@@FSPROTO-END@@"
 
-INIT = """#!/bin/busybox sh
+# Every guest /init starts the same way: busybox applets, the pseudo-filesystems, the modules in
+# the dependency order initramfs() wrote to /modules.order.
+GUEST_PREAMBLE = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod /lib/$m; done
-n=$(cat /ndisks)
+"""
+
+INIT = GUEST_PREAMBLE + """n=$(cat /ndisks)
 last=$(echo abcdefghijklmnop | cut -c$n)
 i=0; while [ ! -b /dev/vd$last ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 for d in $(echo abcdefghijklmnop | cut -c1-$n | sed 's/./& /g'); do
@@ -83,13 +87,7 @@ def _module_order(mods: Path) -> list[str]:
     return order
 
 
-WRITE_INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for m in $(cat /modules.order); do insmod /lib/$m; done
-i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+WRITE_INIT = GUEST_PREAMBLE + """i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 mkdir -p /mnt/a
 echo BEGIN_MARK
 # the kernel's vfat driver, read-write, straight on the NBD-backed virtio disk

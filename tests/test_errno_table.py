@@ -172,13 +172,7 @@ def _cms_image(tmp: Path) -> Path:
     return img
 
 
-GUEST_INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-for m in $(cat /modules.order); do insmod /lib/$m; done
-i=0; while [ ! -b /dev/vdb ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+GUEST_INIT = fat_vm.GUEST_PREAMBLE + """i=0; while [ ! -b /dev/vdb ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 mkdir -p /mnt/rw /mnt/ro
 echo @@BEGIN-RW@@
 mount -t vfat -o rw,iocharset=utf8,codepage=437,OPTS /dev/vda /mnt/rw && /probe /mnt/rw /rw.script && umount /mnt/rw
