@@ -71,13 +71,7 @@ class BlockDevice(abc.ABC):
         I/O error, DeviceError when closed.
         """
         self._check_open()
-        self._check_range(lba, count)
-        if count * self._block_size > MAX_REQUEST_BYTES:
-            raise UsageError(
-                f"read of {count} blocks exceeds the {MAX_REQUEST_BYTES >> 20} MiB request limit; read in chunks",
-                device=self._name,
-                lba=lba,
-            )
+        self._check_read_range(lba, count)
         if count == 0:
             return b""
         return self._read(lba, count)
@@ -91,20 +85,8 @@ class BlockDevice(abc.ABC):
         call), not the system call. Raises like :meth:`read`, DeviceError for a partial block.
         """
         self._check_open()
-        if len(buf) % self._block_size:
-            raise DeviceError(
-                f"read into {len(buf)} bytes is not a multiple of the block size {self._block_size}",
-                device=self._name,
-                lba=lba,
-            )
-        count = len(buf) // self._block_size
-        self._check_range(lba, count)
-        if count * self._block_size > MAX_REQUEST_BYTES:
-            raise UsageError(
-                f"read of {count} blocks exceeds the {MAX_REQUEST_BYTES >> 20} MiB request limit; read in chunks",
-                device=self._name,
-                lba=lba,
-            )
+        count = self._whole_blocks(len(buf), "read into", lba)
+        self._check_read_range(lba, count)
         if count:
             self._readinto(lba, buf)
         return count * self._block_size
@@ -117,13 +99,7 @@ class BlockDevice(abc.ABC):
         self._check_open()
         if self._read_only:
             raise ReadOnlyError("device is read-only", device=self._name, lba=lba)
-        if len(data) % self._block_size:
-            raise DeviceError(
-                f"write of {len(data)} bytes is not a multiple of the block size {self._block_size}",
-                device=self._name,
-                lba=lba,
-            )
-        count = len(data) // self._block_size
+        count = self._whole_blocks(len(data), "write of", lba)
         self._check_range(lba, count)
         if count:
             self._write(lba, data)
@@ -204,6 +180,25 @@ class BlockDevice(abc.ABC):
         for start in range(lba, lba + count, step):
             n = min(step, lba + count - start)
             self._write(start, bytes(n * self._block_size))
+
+    def _whole_blocks(self, nbytes: int, what: str, lba: int) -> int:
+        """Blocks in a buffer of *nbytes*; DeviceError when it ends in a partial block."""
+        if nbytes % self._block_size:
+            raise DeviceError(
+                f"{what} {nbytes} bytes is not a multiple of the block size {self._block_size}",
+                device=self._name,
+                lba=lba,
+            )
+        return nbytes // self._block_size
+
+    def _check_read_range(self, lba: int, count: int) -> None:
+        self._check_range(lba, count)
+        if count * self._block_size > MAX_REQUEST_BYTES:
+            raise UsageError(
+                f"read of {count} blocks exceeds the {MAX_REQUEST_BYTES >> 20} MiB request limit; read in chunks",
+                device=self._name,
+                lba=lba,
+            )
 
     def _check_writable_range(self, lba: int, count: int) -> None:
         self._check_open()
