@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 
-from fsproto.cli import crash_actions as actions
 from fsproto.crash.states import ORDERS
 
 
@@ -31,6 +29,11 @@ def crashcheck_cmd(**kw: object) -> int:
     assertions: files written before a flush hold exactly that; others their old or new contents.
     Exit status 0 when every state passes, 4 when one loses data or cannot be repaired.
     """
+    # Imported here, not at the top: every fsproto command imports this module at start-up.
+    from rich.console import Console
+
+    from fsproto.cli import crash_actions as actions
+
     console = Console()
     return actions.crashcheck(**kw, show_progress=sys.stderr.isatty(), console=console)  # type: ignore[arg-type]
 

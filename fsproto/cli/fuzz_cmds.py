@@ -5,9 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
-
-from fsproto.cli import fuzz_actions as actions
 
 
 @click.command("fuzz")
@@ -27,6 +24,11 @@ def fuzz_cmd(**kw: object) -> int:
     memory limit is a crash: its input is saved as OUT/crash-<sha1> (replay it with
     `python -m fsproto.fuzz.harness FORMAT OUT/crash-...`). Exit status 4 when one was found.
     """
+    # Imported here, not at the top: every fsproto command imports this module at start-up.
+    from rich.console import Console
+
+    from fsproto.cli import fuzz_actions as actions
+
     return actions.fuzz(**kw, show_progress=sys.stderr.isatty(), console=Console())  # type: ignore[arg-type]
 
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from fsproto import formats
-from fsproto.rawdev import open_device
 from fsproto.errors import NotFound
 from fsproto.formats.blockmap import BlockMap
-from fsproto.rawdev import BlockDevice
+from fsproto.rawdev import BlockDevice, open_device
 
 
 @dataclass

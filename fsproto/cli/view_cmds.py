@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from fsproto.cli import view_actions as actions
 from fsproto.errors import EXIT_OK, HostFileError
@@ -26,6 +25,8 @@ def map_cmd(device: str, png_path: str | None, file_name: str | None, fmt_name: 
     """
     with actions.open_map(device, fmt_name=fmt_name, force=force) as m:
         highlight = actions.resolve_owner(m.bmap, file_name) if file_name else None
+        from rich.console import Console  # rich only when drawing: every command imports this module
+
         from fsproto.view.term import render
 
         console = Console(soft_wrap=False, highlight=False)
